@@ -1,0 +1,63 @@
+"""The dispatch interface. The database decides who holds a job (fenced claims); a broker
+only decides who hears about it first. Backends implement the small `_primitives`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conveyor.core.settings import Settings
+    from conveyor.core.store import ClaimedJob, Store
+
+
+class Broker(ABC):
+    """Moves job ids from submitters to workers. Every method is blocking (workers call them
+    from their I/O threads) and safe to call from several threads."""
+
+    name = "base"
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    # --- public template ------------------------------------------------------------------
+
+    def fetch(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]:
+        """Claim up to `limit` due jobs for this worker (fenced in the database)."""
+        if limit <= 0 or not queues:
+            return []
+        return self._fetch(queues, limit, worker_id, lease_seconds)
+
+    def dispatched(self, job_ids: Sequence[str], queues: Iterable[str]) -> None:
+        """Called after the submit transaction committed, with the jobs ready now."""
+        if job_ids:
+            self._dispatched(job_ids, set(queues))
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Block until work may be ready in `queues`, or `timeout` seconds pass."""
+        if timeout > 0:
+            self._wait(queues, timeout)
+
+    def reconcile(self) -> int:
+        """Rebuild the broker's view from the database; returns how many ids it restored."""
+        return 0
+
+    def close(self) -> None:
+        """Release connections."""
+
+    # --- primitives -----------------------------------------------------------------------
+
+    @abstractmethod
+    def _fetch(
+        self, queues: Sequence[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[ClaimedJob]: ...
+
+    @abstractmethod
+    def _dispatched(self, job_ids: Sequence[str], queues: set[str]) -> None: ...
+
+    @abstractmethod
+    def _wait(self, queues: Sequence[str], timeout: float) -> None: ...

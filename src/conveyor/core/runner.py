@@ -1,0 +1,127 @@
+"""Running one attempt: payload in, `Completion` out. Never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import traceback
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel
+
+from conveyor.core.context import JobContext
+from conveyor.core.errors import JobCancelled, JobTimeout, PermanentError, UnknownJobType
+from conveyor.core.jobs import Outcome, Status
+from conveyor.core.retry import classify
+from conveyor.core.store import ClaimedJob, Completion
+
+if TYPE_CHECKING:
+    from conveyor.core.engine import Conveyor
+
+ERROR_LIMIT = 4000
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= ERROR_LIMIT else text[: ERROR_LIMIT - 1] + "…"
+
+
+def _encode_result(value: Any, uncertain: list[str]) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if uncertain:
+        if isinstance(value, dict):
+            value = {**value, "uncertain_effects": uncertain}
+        else:
+            value = {"value": value, "uncertain_effects": uncertain}
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+async def run_attempt(
+    app: Conveyor, claimed: ClaimedJob, ctx: JobContext, threads: Executor
+) -> Completion:
+    """Run the handler under its timeout and turn whatever happens into a Completion."""
+    started = time.time()
+    timed_out = False
+    try:
+        handler = app.registry.get(claimed.type)
+        payload = handler.parse(orjson.loads(claimed.payload))
+        timeout = claimed.timeout or handler.timeout
+        if handler.is_async:
+            call = handler.func(payload, ctx)
+        else:
+            loop = asyncio.get_running_loop()
+            run = contextvars.copy_context().run
+            call = loop.run_in_executor(threads, run, handler.func, payload, ctx)
+        try:
+            async with asyncio.timeout(timeout):
+                value = await call
+        except TimeoutError:
+            if timeout is not None and ctx.cancelled is False and time.time() - started >= timeout:
+                timed_out = True
+                ctx.cancel()  # a thread cannot be killed: ask it to stop
+                raise JobTimeout(f"timed out after {timeout:g}s") from None
+            raise
+        result = _encode_result(value, ctx.uncertain_effects)
+        return _completion(claimed, ctx, started, Status.SUCCEEDED, Outcome.SUCCEEDED,
+                           result=result)
+    except JobCancelled as exc:
+        return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
+                           error=_error_text(exc), error_type=type(exc).__name__)
+    except UnknownJobType as exc:
+        return _failure(app, claimed, ctx, started, PermanentError(exc.message), timed_out)
+    except Exception as exc:
+        return _failure(app, claimed, ctx, started, exc, timed_out)
+
+
+def _failure(
+    app: Conveyor,
+    claimed: ClaimedJob,
+    ctx: JobContext,
+    started: float,
+    exc: BaseException,
+    timed_out: bool,
+) -> Completion:
+    verdict = classify(exc, lambda e: app.plugins.classify_error(e, claimed))
+    error = _error_text(exc)
+    if ctx.cancelled and not timed_out and isinstance(exc, asyncio.CancelledError):
+        return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
+                           error=error, error_type=type(exc).__name__)
+    outcome = Outcome.TIMEOUT if timed_out else (
+        Outcome.RETRYABLE_ERROR if verdict.retryable else Outcome.PERMANENT_ERROR
+    )
+    if verdict.retryable and claimed.attempts < claimed.max_attempts:
+        delay = app.retry_policy.delay(claimed.attempts, verdict.retry_after)
+        return _completion(claimed, ctx, started, Status.RETRYING, outcome, error=error,
+                           error_type=type(exc).__name__, delay=delay)
+    if verdict.retryable:
+        error = f"gave up after {claimed.attempts} attempts: {error}"
+    ctx.logger.debug("job %s failed: %s", claimed.id, "".join(traceback.format_exception(exc)))
+    return _completion(claimed, ctx, started, Status.DEAD, outcome, error=error,
+                       error_type=type(exc).__name__)
+
+
+def _completion(
+    claimed: ClaimedJob,
+    ctx: JobContext,
+    started: float,
+    status: Status,
+    outcome: Outcome,
+    **fields: Any,
+) -> Completion:
+    progress = ctx.current_progress
+    return Completion(
+        id=claimed.id,
+        lease_token=claimed.lease_token,
+        status=status.value,
+        outcome=outcome.value,
+        started_at=started,
+        duration_ms=round((time.time() - started) * 1000, 3),
+        progress=orjson.dumps(progress).decode() if progress else None,
+        **fields,
+    )

@@ -1,0 +1,320 @@
+"""The worker: claims batches, runs handlers on asyncio (sync ones in threads), heartbeats
+leases from outside the handlers, flushes completions in batches, and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from conveyor.core.context import JobContext
+from conveyor.core.jobs import Status
+from conveyor.core.reaper import Reaper
+from conveyor.core.runner import run_attempt
+from conveyor.core.store import ClaimedJob, Completion
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conveyor.core.engine import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+#: Completions written per round trip at most.
+FLUSH_LIMIT = 1000
+
+
+class Worker:
+    """One worker process's engine. `run()` returns when stopped (or, in burst mode, idle)."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        burst: bool = False,
+        batch_size: int | None = None,
+        grace_seconds: float = 30.0,
+        install_signal_handlers: bool = True,
+        worker_id: str | None = None,
+        max_jobs: int | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.queues = list(dict.fromkeys(queues or self._default_queues()))
+        self.concurrency = max(1, concurrency)
+        self.burst = burst
+        self.batch_size = batch_size or max(self.concurrency, 1)
+        self.grace_seconds = grace_seconds
+        self.install_signal_handlers = install_signal_handlers
+        self.max_jobs = max_jobs
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
+        self.processed = 0
+        self.paused: set[str] = set()
+        self._running: dict[str, tuple[ClaimedJob, JobContext, asyncio.Task[None]]] = {}
+        self._unflushed: dict[str, ClaimedJob] = {}
+        self._completions: list[Completion] = []
+        self._stopping = threading.Event()
+        self._io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
+        self._hooks = app.plugins.has_lifecycle_hooks()
+
+    def _default_queues(self) -> list[str]:
+        return sorted({h.queue for h in self.app.registry}) or ["default"]
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get `grace_seconds` to finish. Safe from any thread."""
+        self._stopping.set()
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self.stop)
+        self.app.plugins.worker_started(self)
+        reaper = Reaper(self.app)
+        background = [
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._periodic(reaper.run_once, self.settings.reaper_seconds),
+                                name="reaper"),
+        ]
+        try:
+            await self._io_call(self._register)
+            await self._claim_loop()
+            self.app.plugins.worker_stopping(self)
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._flush()
+            await self._io_call(self.app.store.worker_gone, self.id)
+            self._io.shutdown(wait=False)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _io_call(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await self._loop.run_in_executor(self._io, func, *args)
+
+    # --- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        idle_since: float | None = None
+        while not self.stopping:
+            if self.max_jobs is not None and self.processed >= self.max_jobs:
+                break
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            queues = [q for q in self.queues if q not in self.paused]
+            try:
+                claimed = await self._io_call(
+                    self.app.broker.fetch,
+                    queues,
+                    min(free, self.batch_size),
+                    self.id,
+                    self.settings.lease_seconds,
+                )
+            except Exception as exc:
+                log.warning("claim failed, backing off: %s", _first_line(exc))
+                await self._sleep(min(2.0, self.settings.poll_seconds * 2))
+                continue
+            if claimed:
+                idle_since = None
+                for job in claimed:
+                    self._start(job)
+                continue
+            if self.burst and await self._burst_done():
+                break
+            if self._running:
+                # Jobs in flight: wait for a slot or a short poll, whichever comes first.
+                self._wake.clear()
+                await self._wait_event(self._wake, self.settings.poll_seconds)
+                continue
+            idle_since = idle_since or time.monotonic()
+            try:
+                await self._io_call(self.app.broker.wait, queues, min(1.0, self.settings.poll_seconds))
+            except Exception as exc:
+                log.warning("wait failed: %s", _first_line(exc))
+                await self._sleep(1.0)
+
+    async def _burst_done(self) -> bool:
+        if self._running or self._completions or self._unflushed:
+            await self._flush()
+            return False
+        due = await self._io_call(self.app.store.seconds_until_due, self.queues)
+        return due is None or due > 0.05
+
+    def _start(self, job: ClaimedJob) -> None:
+        ctx = JobContext(self.app, job, self.id)
+        task = asyncio.create_task(self._execute(job, ctx))
+        self._running[job.id] = (job, ctx, task)
+        self._unflushed[job.id] = job
+
+    async def _execute(self, job: ClaimedJob, ctx: JobContext) -> None:
+        if self._hooks:
+            self.app.plugins.job_started(job, job.attempts, self.id)
+        completion = await run_attempt(self.app, job, ctx, self._threads)
+        self._running.pop(job.id, None)
+        self._completions.append(completion)
+        self.processed += 1
+        self._flush_wanted.set()
+        self._wake.set()
+        if self._hooks:
+            self.app.plugins.job_finished(job, completion.outcome or "", completion.result,
+                                          completion.error)
+        if completion.status == Status.DEAD:
+            self.app.plugins.job_dead(job, completion.error)
+
+    # --- completions ---------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        # Group commit: while one flush is in flight the next batch accumulates.
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._completions:
+            batch = self._completions[:FLUSH_LIMIT]
+            del self._completions[:FLUSH_LIMIT]
+            try:
+                await self._io_call(self.app.store.complete, batch)
+            except Exception as exc:
+                # The database is away: keep the outcomes and try again; leases still hold.
+                log.warning("writing %d completions failed, will retry: %s", len(batch),
+                            _first_line(exc))
+                self._completions[:0] = batch
+                await self._sleep(1.0)
+                if self.stopping and time.monotonic() > self._deadline():
+                    return
+                continue
+            for completion in batch:
+                self._unflushed.pop(completion.id, None)
+
+    def _deadline(self) -> float:
+        if not hasattr(self, "_drain_deadline"):
+            self._drain_deadline = time.monotonic() + self.grace_seconds
+        return self._drain_deadline
+
+    # --- heartbeats ----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._heartbeat()
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", _first_line(exc))
+
+    async def _heartbeat(self) -> None:
+        held = []
+        for job_id, job in list(self._unflushed.items()):
+            entry = self._running.get(job_id)
+            progress = None
+            if entry is not None and entry[1].progress_dirty:
+                entry[1].progress_dirty = False
+                progress = orjson.dumps(entry[1].current_progress).decode()
+            held.append((job_id, job.lease_token, progress))
+        still_held, cancel_requested = await self._io_call(
+            self.app.store.extend_leases, held, self.settings.lease_seconds
+        )
+        for job_id, _, _ in held:
+            entry = self._running.get(job_id)
+            if entry is None:
+                continue
+            if job_id not in still_held:
+                log.warning("lost the lease on job %s; its result will be refused", job_id)
+                entry[1].cancel()
+            elif job_id in cancel_requested:
+                entry[1].cancel()
+        await self._io_call(self._register)
+        self.paused = await self._io_call(self.app.store.paused_queues)
+
+    def _register(self) -> None:
+        now = time.time()
+        self.app.store.worker_heartbeat(
+            {
+                "id": self.id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queues": orjson.dumps(self.queues).decode(),
+                "concurrency": self.concurrency,
+                "running": len(self._running),
+                "started_at": getattr(self, "_started_at", now),
+                "heartbeat_at": now,
+            }
+        )
+        self._started_at = getattr(self, "_started_at", now)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then give the rest back."""
+        if self._running:
+            log.info("draining %d running job(s) for up to %gs", len(self._running),
+                     self.grace_seconds)
+            tasks = [task for _, _, task in self._running.values()]
+            await asyncio.wait(tasks, timeout=max(0.0, self._deadline() - time.monotonic()))
+        leftovers = list(self._running.values())
+        for _, ctx, task in leftovers:
+            ctx.cancel()
+            task.cancel()
+        if leftovers:
+            await asyncio.gather(*(t for _, _, t in leftovers), return_exceptions=True)
+            held = [(job.id, job.lease_token) for job, _, _ in leftovers]
+            for job, _, _ in leftovers:
+                self._running.pop(job.id, None)
+                self._unflushed.pop(job.id, None)
+            self._completions = [c for c in self._completions if c.id not in dict(held)]
+            await self._flush()
+            await self._io_call(self.app.store.release, held)
+            log.info("released %d unfinished job(s) without counting the attempt", len(held))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _periodic(self, func: Callable[[], Any], every: float) -> None:
+        while True:
+            try:
+                await self._io_call(func)
+            except Exception as exc:
+                log.warning("%s failed: %s", getattr(func, "__qualname__", func), _first_line(exc))
+            await asyncio.sleep(every)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        await self._wait_event(self._wake, seconds)
+
+    @staticmethod
+    async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
