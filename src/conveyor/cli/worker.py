@@ -1,0 +1,73 @@
+"""`conveyor worker`: one worker, or a supervisor of several worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+
+import typer
+
+from conveyor.cli.common import fail, get_app
+from conveyor.core.engine import Conveyor
+
+
+def run_worker(app: Conveyor, queues: list[str], concurrency: int, burst: bool,
+               max_jobs: int | None = None) -> int:
+    """Run one worker in this process until stopped; returns jobs processed."""
+    worker = app.worker(queues=queues or None, concurrency=concurrency, burst=burst,
+                        max_jobs=max_jobs)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(worker.run())
+    return worker.processed
+
+
+def worker(
+    ctx: typer.Context,
+    queues: list[str] = typer.Option([], "--queue", "-q", help="Queue to serve (repeatable)."),
+    concurrency: int = typer.Option(10, "--concurrency", "-c", min=1, max=10_000),
+    processes: int = typer.Option(None, "--processes", min=1, max=256),
+    autoscale: str = typer.Option(None, "--autoscale", help="MIN:MAX worker processes."),
+    burst: bool = typer.Option(False, "--burst", help="Exit 0 once no job is ready or due."),
+    max_jobs_per_child: int = typer.Option(None, "--max-jobs-per-child", min=1),
+    log_level: str = typer.Option("INFO", "--log-level"),
+) -> None:
+    """Run jobs."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if processes and autoscale:
+        fail("give --processes or --autoscale, not both")
+    if processes or autoscale:
+        from conveyor.cli.supervisor import supervise
+
+        bounds = _parse_autoscale(autoscale) if autoscale else (processes, processes)
+        code = supervise(sys.argv, bounds, get_app(ctx), queues)
+        raise typer.Exit(code)
+    app = get_app(ctx)
+    run_worker(app, queues, concurrency, burst, max_jobs_per_child)
+    app.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if any(t.name.startswith("conveyor-job") and t.is_alive() for t in threading.enumerate()):
+        # A handler thread that ignored cancellation would keep the process alive forever;
+        # its job was already released, so leave without waiting for it.
+        os._exit(0)
+
+
+def _parse_autoscale(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    if not sep or not low.isdigit() or not high.isdigit() or not 1 <= int(low) <= int(high):
+        fail(f"--autoscale expects MIN:MAX with 1 <= MIN <= MAX, got {text!r}")
+    return int(low), int(high)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
