@@ -32,6 +32,7 @@ class JobContext:
         self.worker_id = worker_id
         self.logger = logging.getLogger(f"conveyor.job.{claimed.type}")
         self._cancel = threading.Event()
+        self.cancel_reason: str | None = None
         self._ledger: EffectsLedger | None = None
         self._progress: dict[str, Any] | None = None
         self.progress_dirty = False
@@ -47,7 +48,10 @@ class JobContext:
         """True once the job was cancelled or timed out; long handlers should check it."""
         return self._cancel.is_set()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "user") -> None:
+        """Ask the handler to stop: "user" (cancelled), "timeout", "lease" or "shutdown"."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
         self._cancel.set()
 
     def once(self, key: str, on_uncertain: OnUncertain = "skip") -> AbstractContextManager[bool]:

@@ -64,9 +64,13 @@ async def run_attempt(
         except TimeoutError:
             if timeout is not None and ctx.cancelled is False and time.time() - started >= timeout:
                 timed_out = True
-                ctx.cancel()  # a thread cannot be killed: ask it to stop
+                ctx.cancel("timeout")  # a thread cannot be killed: ask it to stop
                 raise JobTimeout(f"timed out after {timeout:g}s") from None
             raise
+        if ctx.cancel_reason == "user":
+            # The handler saw the cancellation and stopped early: the job is cancelled.
+            return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
+                               error="cancelled while running", error_type="JobCancelled")
         result = _encode_result(value, ctx.uncertain_effects)
         return _completion(claimed, ctx, started, Status.SUCCEEDED, Outcome.SUCCEEDED,
                            result=result)
@@ -89,7 +93,7 @@ def _failure(
 ) -> Completion:
     verdict = classify(exc, lambda e: app.plugins.classify_error(e, claimed))
     error = _error_text(exc)
-    if ctx.cancelled and not timed_out and isinstance(exc, asyncio.CancelledError):
+    if ctx.cancel_reason == "user":
         return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
                            error=error, error_type=type(exc).__name__)
     outcome = Outcome.TIMEOUT if timed_out else (

@@ -247,7 +247,7 @@ class Worker:
                 continue
             if job_id not in still_held:
                 log.warning("lost the lease on job %s; its result will be refused", job_id)
-                entry[1].cancel()
+                entry[1].cancel("lease")
             elif job_id in cancel_requested:
                 entry[1].cancel()
         await self._io_call(self._register)
@@ -280,7 +280,7 @@ class Worker:
             await asyncio.wait(tasks, timeout=max(0.0, self._deadline() - time.monotonic()))
         leftovers = list(self._running.values())
         for _, ctx, task in leftovers:
-            ctx.cancel()
+            ctx.cancel("shutdown")
             task.cancel()
         if leftovers:
             await asyncio.gather(*(t for _, _, t in leftovers), return_exceptions=True)
