@@ -173,10 +173,9 @@ class Conveyor:
         # Jobs with dependencies get their status decided in the database: read them back.
         reread = [mapping[s.id] for s in specs if s.id not in fresh or s.depends_on]
         existing = {job.id: job for job in self.store.get_many(reread)} if reread else {}
-        now = time.time()
         result = []
         for spec in specs:
-            job = existing.get(mapping[spec.id]) or _job_from_spec(spec, now)
+            job = existing.get(mapping[spec.id]) or _job_from_spec(spec)
             if spec.id in fresh:
                 self.plugins.job_submitted(job)
             result.append(job)
@@ -229,7 +228,8 @@ class Conveyor:
         return worker.processed
 
 
-def _job_from_spec(spec: JobSpec, now: float) -> Job:
+def _job_from_spec(spec: JobSpec) -> Job:
+    now = spec.created_at
     row = SimpleNamespace(
         **_ROW_DEFAULTS,
         id=spec.id,

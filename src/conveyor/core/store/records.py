@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ class JobSpec:
     idempotency_key: str | None = None
     depends_on: list[str] = field(default_factory=list)
     batch_id: str | None = None
+    created_at: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True)

@@ -168,11 +168,11 @@ class Store(LeaseStore, AdminStore):
         now = time.time()
         with self.engine.begin() as conn:
             inserted = conn.execute(
-                _insert_ignore(self.dialect, effects).values(
-                    key=key, job_id=job_id, attempt=attempt, state="started", started_at=now
-                )
-            ).rowcount
-            if inserted:
+                _insert_ignore(self.dialect, effects)
+                .values(key=key, job_id=job_id, attempt=attempt, state="started", started_at=now)
+                .returning(effects.c.key)
+            ).first()
+            if inserted is not None:
                 return True, ""
             row = conn.execute(
                 select(effects.c.state, effects.c.job_id, effects.c.attempt).where(

@@ -43,7 +43,7 @@ def build_rows(
     states = _dependency_states(conn, wanted - own, dialect) if wanted - own else {}
     rows = []
     for spec in specs:
-        run_at = spec.run_at if spec.run_at is not None else now
+        run_at = spec.run_at if spec.run_at is not None else spec.created_at
         status = Status.SCHEDULED if run_at > now else Status.QUEUED
         pending, error = 0, None
         for dep in spec.depends_on:
@@ -71,7 +71,7 @@ def build_rows(
                 "tenant": spec.tenant,
                 "idempotency_key": spec.idempotency_key,
                 "run_at": run_at,
-                "created_at": now,
+                "created_at": spec.created_at,
                 "depends_on": orjson.dumps(spec.depends_on).decode() if spec.depends_on else None,
                 "pending_deps": pending,
                 "batch_id": spec.batch_id,
