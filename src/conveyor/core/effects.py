@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
+from conveyor.core.errors import UncertainEffect
+
 if TYPE_CHECKING:
     from conveyor.core.store import Store
 
@@ -41,6 +43,9 @@ class EffectsLedger:
             return
         try:
             yield True
+        except UncertainEffect:
+            # Leave the key started, exactly as a worker dying here would.
+            raise
         except BaseException:
             self.store.effect_finish(key, succeeded=False)
             raise

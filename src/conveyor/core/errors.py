@@ -100,6 +100,12 @@ class PermanentError(JobError):
     """Retrying cannot help; the job goes to the dead-letter queue at once."""
 
 
+class UncertainEffect(RetryableError):
+    """Raised inside `ctx.once(key)` when the side effect may or may not have happened (the
+    request went out, its answer was lost). The key stays started, as if the worker had died
+    there: the next attempt reports it as uncertain and skips it, or repeats it on request."""
+
+
 class JobTimeout(RetryableError):
     """The attempt ran past the job's timeout."""
 
