@@ -40,6 +40,8 @@ class Settings:
     max_crash_recoveries: int = 3
     #: How long an idle worker waits before polling when no wake-up arrives.
     poll_seconds: float = 1.0
+    #: How often workers rebuild the Redis broker's view from the database.
+    reconcile_seconds: float = 5.0
     #: Plugin modules named in CONVEYOR_PLUGINS.
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -67,6 +69,7 @@ class Settings:
                 _env_float("CONVEYOR_MAX_CRASH_RECOVERIES", cls.max_crash_recoveries)
             ),
             poll_seconds=_env_float("CONVEYOR_POLL_SECONDS", cls.poll_seconds),
+            reconcile_seconds=_env_float("CONVEYOR_RECONCILE_SECONDS", cls.reconcile_seconds),
             plugins=plugins,
         )
         known = {f.name for f in fields(cls)}

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from conveyor.core.settings import Settings
     from conveyor.core.store import ClaimedJob, Store
+
+
+class Ready(NamedTuple):
+    """A job a committed transaction made claimable, due at `run_at` (epoch seconds)."""
+
+    id: str
+    queue: str
+    priority: int
+    run_at: float
 
 
 class Broker(ABC):
@@ -32,9 +41,16 @@ class Broker(ABC):
             return []
         return self._fetch(queues, limit, worker_id, lease_seconds)
 
-    def dispatched(self, job_ids: Sequence[str], queues: Iterable[str]) -> None:
-        """Called after the submit transaction committed, with the jobs ready now."""
-        if job_ids:
+    def dispatched(
+        self, job_ids: Sequence[str], queues: Iterable[str], ready: Sequence[Ready] | None = None
+    ) -> None:
+        """Called after a transaction committed that made jobs claimable (now or at their
+        run_at). `ready`, when the caller knows it, describes each of those jobs, so a broker
+        that routes by queue and priority needs no lookup."""
+        if ready is not None:
+            if ready:
+                self._announce(ready)
+        elif job_ids:
             self._dispatched(job_ids, set(queues))
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
@@ -61,3 +77,6 @@ class Broker(ABC):
 
     @abstractmethod
     def _wait(self, queues: Sequence[str], timeout: float) -> None: ...
+
+    def _announce(self, ready: Sequence[Ready]) -> None:
+        self._dispatched([job.id for job in ready], {job.queue for job in ready})
