@@ -76,10 +76,12 @@ class Store(LeaseStore, AdminStore):
     def _insert(
         self, conn: Connection, specs: Sequence[JobSpec], batch: dict[str, Any] | None
     ) -> tuple[dict[str, str], set[str]]:
-        if batch is not None:
-            conn.execute(batches.insert().values(**batch, created_at=time.time()))
         rows = submit.build_rows(conn, specs, self.dialect)
         written = submit.insert_rows(conn, rows, self.dialect)
+        if batch is not None and written:
+            # Idempotent repeats keep their own batch: this one counts only the jobs it got.
+            batch = {**batch, "total": len(written)}
+            conn.execute(batches.insert().values(**batch, created_at=time.time()))
         mapping = {row["id"]: row["id"] for row in rows}
         if len(written) != len(rows):
             mapping.update(submit.existing_ids(conn, rows, written))
