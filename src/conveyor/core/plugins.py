@@ -44,7 +44,7 @@ class Plugins:
     def build_registry(self) -> HandlerRegistry:
         """Ask every plugin for its handlers, one at a time so duplicates can name both."""
         registry = HandlerRegistry()
-        for impl in reversed(self.pm.hook.conveyor_handlers.get_hookimpls()):
+        for impl in self.pm.hook.conveyor_handlers.get_hookimpls():
             handlers = impl.function() or []
             for item in handlers:
                 registry.add(item, impl.plugin_name)
