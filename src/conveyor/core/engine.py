@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Connection
 
-from conveyor.core.brokers.base import Broker
+from conveyor.core.brokers.base import Broker, Ready
 from conveyor.core.errors import InvalidOption, SubmitError
 from conveyor.core.jobs import Job, new_job_id
 from conveyor.core.options import build_spec
@@ -25,6 +25,8 @@ from conveyor.core.store.records import job_from_row
 
 if TYPE_CHECKING:
     from conveyor.core.worker import Worker
+
+_READY_STATUSES = ("queued", "scheduled")
 
 _ROW_DEFAULTS = {
     "result": None,
@@ -167,12 +169,12 @@ class Conveyor:
     ) -> list[Job]:
         mapping, ready_queues = self.store.insert_jobs(specs, connection, batch)
         fresh = {spec.id for spec in specs if mapping[spec.id] == spec.id}
-        if connection is None and fresh:
-            ready = [s.id for s in specs if s.id in fresh]
-            self.broker.dispatched(ready, ready_queues)
         # Jobs with dependencies get their status decided in the database: read them back.
         reread = [mapping[s.id] for s in specs if s.id not in fresh or s.depends_on]
         existing = {job.id: job for job in self.store.get_many(reread)} if reread else {}
+        if connection is None and fresh:
+            ready = _announced(specs, fresh, existing)
+            self.broker.dispatched([r.id for r in ready], ready_queues, ready)
         result = []
         for spec in specs:
             job = existing.get(mapping[spec.id]) or _job_from_spec(spec)
@@ -226,6 +228,16 @@ class Conveyor:
         worker = self.worker(burst=True, install_signal_handlers=False, **options)
         asyncio.run(worker.run())
         return worker.processed
+
+
+def _announced(specs: list[JobSpec], fresh: set[str], existing: dict[str, Job]) -> list[Ready]:
+    """The new jobs a broker should hear about: all but those waiting on dependencies."""
+    return [
+        Ready(s.id, s.queue, s.priority, s.created_at if s.run_at is None else s.run_at)
+        for s in specs
+        if s.id in fresh
+        and (not s.depends_on or getattr(existing.get(s.id), "status", "") in _READY_STATUSES)
+    ]
 
 
 def _job_from_spec(spec: JobSpec) -> Job:

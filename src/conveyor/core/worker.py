@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.core.brokers.base import Ready
 from conveyor.core.context import JobContext
 from conveyor.core.jobs import Status
 from conveyor.core.reaper import Reaper
@@ -30,6 +31,8 @@ log = logging.getLogger("conveyor.worker")
 
 #: Completions written per round trip at most.
 FLUSH_LIMIT = 1000
+#: Outcomes that put a job back in line (a broker must hear about them).
+_REQUEUED = frozenset({Status.QUEUED.value, Status.SCHEDULED.value, Status.RETRYING.value})
 
 
 class Worker:
@@ -97,6 +100,10 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._periodic(reaper.run_once, self.settings.reaper_seconds),
                                 name="reaper"),
+            asyncio.create_task(
+                self._periodic(self.app.broker.reconcile, self.settings.reconcile_seconds),
+                name="reconcile",
+            ),
         ]
         try:
             await self._io_call(self._register)
@@ -200,8 +207,9 @@ class Worker:
         while self._completions:
             batch = self._completions[:FLUSH_LIMIT]
             del self._completions[:FLUSH_LIMIT]
+            released: list[Any] = []
             try:
-                await self._io_call(self.app.store.complete, batch)
+                fenced = await self._io_call(self.app.store.complete, batch, released)
             except Exception as exc:
                 # The database is away: keep the outcomes and try again; leases still hold.
                 log.warning("writing %d completions failed, will retry: %s", len(batch),
@@ -211,8 +219,35 @@ class Worker:
                 if self.stopping and time.monotonic() > self._deadline():
                     return
                 continue
+            requeued = self._requeued(batch, fenced, released)
             for completion in batch:
                 self._unflushed.pop(completion.id, None)
+            if requeued:
+                await self._announce(requeued)
+
+    def _requeued(
+        self, batch: list[Completion], fenced: list[str], released: list[Any]
+    ) -> list[Ready]:
+        """Jobs these outcomes made claimable again (retries, deferrals, released dependents),
+        for brokers that are told rather than polling the database."""
+        held = set(fenced)
+        now = time.time()
+        ready = [Ready(*row) for row in released]
+        for completion in batch:
+            job = self._unflushed.get(completion.id)
+            if job is not None and completion.id in held and completion.status in _REQUEUED:
+                run_at = now + (completion.delay or 0.0)
+                ready.append(Ready(job.id, job.queue, job.priority, run_at))
+        return ready
+
+    async def _announce(self, ready: list[Ready]) -> None:
+        try:
+            await self._io_call(
+                self.app.broker.dispatched, [r.id for r in ready], {r.queue for r in ready}, ready
+            )
+        except Exception as exc:
+            log.warning("announcing %d requeued job(s) failed, the reconciler will: %s",
+                        len(ready), _first_line(exc))
 
     def _deadline(self) -> float:
         if not hasattr(self, "_drain_deadline"):
@@ -291,6 +326,8 @@ class Worker:
             self._completions = [c for c in self._completions if c.id not in dict(held)]
             await self._flush()
             await self._io_call(self.app.store.release, held)
+            now = time.time()
+            await self._announce([Ready(j.id, j.queue, j.priority, now) for j, _, _ in leftovers])
             log.info("released %d unfinished job(s) without counting the attempt", len(held))
 
     # --- helpers -------------------------------------------------------------------------

@@ -26,14 +26,19 @@ class LeaseStore:
     def claim(
         self, queues: Sequence[str], limit: int, worker: str, lease_seconds: float
     ) -> list[ClaimedJob]:
-        """Claim up to `limit` due jobs from `queues`, high priority first."""
-        queue_param: Any = list(queues) if self.is_postgres else orjson.dumps(list(queues)).decode()
+        """Claim up to `limit` due jobs from `queues` (in turn), high priority first."""
+        claimed: list[ClaimedJob] = []
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                self.q.claim,
-                {"queues": queue_param, "limit": limit, "worker": worker, "lease": lease_seconds},
-            ).all()
-        return [ClaimedJob(*row) for row in rows]
+            for queue in queues:
+                rows = conn.execute(
+                    self.q.claim,
+                    {"queue": queue, "limit": limit - len(claimed), "worker": worker,
+                     "lease": lease_seconds},
+                ).all()
+                claimed.extend(ClaimedJob(*row) for row in rows)
+                if len(claimed) >= limit:
+                    break
+        return claimed
 
     def claim_ids(
         self, ids: Sequence[str], worker: str, lease_seconds: float
@@ -50,8 +55,13 @@ class LeaseStore:
 
     # --- completions ---------------------------------------------------------------------
 
-    def complete(self, completions: Sequence[Completion]) -> list[str]:
-        """Write a batch of outcomes; returns the ids whose fence held (the rest were stale)."""
+    def complete(
+        self, completions: Sequence[Completion], released: list[Any] | None = None
+    ) -> list[str]:
+        """Write a batch of outcomes; returns the ids whose fence held (the rest were stale).
+
+        `released`, when given, receives (id, queue, priority, run_at) of each dependent job
+        these outcomes made ready, for the broker to hear about after the commit."""
         if not completions:
             return []
         with self.engine.begin() as conn:
@@ -61,7 +71,7 @@ class LeaseStore:
                 done = self._complete_sqlite(conn, completions)
             resolve = [(job_id, status) for job_id, status, has_deps in done if has_deps]
             if resolve:
-                self.resolve_dependents(conn, resolve)
+                self.resolve_dependents(conn, resolve, released)
         return [job_id for job_id, _, _ in done]
 
     def _complete_pg(
@@ -120,7 +130,12 @@ class LeaseStore:
                 )
         return done
 
-    def resolve_dependents(self, conn: Connection, finished: Sequence[tuple[str, str]]) -> None:
+    def resolve_dependents(
+        self,
+        conn: Connection,
+        finished: Sequence[tuple[str, str]],
+        released: list[Any] | None = None,
+    ) -> None:
         """Release children whose last parent succeeded; cancel children of failed parents."""
         now = conn.execute(self.q.now_select).scalar_one()
         pending = list(finished)
@@ -136,7 +151,7 @@ class LeaseStore:
                     .where(jobs.c.id.in_(children), jobs.c.status == Status.WAITING)
                     .values(pending_deps=left)
                 )
-                conn.execute(
+                ready = conn.execute(
                     update(jobs)
                     .where(
                         jobs.c.id.in_(children),
@@ -144,7 +159,10 @@ class LeaseStore:
                         jobs.c.pending_deps <= 0,
                     )
                     .values(status=Status.QUEUED.value, run_at=now)
-                )
+                    .returning(jobs.c.id, jobs.c.queue, jobs.c.priority, jobs.c.run_at)
+                ).all()
+                if released is not None:
+                    released.extend(tuple(row) for row in ready)
             elif status in (Status.DEAD, Status.CANCELLED):
                 cancelled = conn.execute(
                     update(jobs)
