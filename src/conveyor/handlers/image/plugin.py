@@ -1,4 +1,5 @@
-"""The image workload's plugin: registers its handlers through the `conveyor_handlers` hook."""
+"""The image workload's plugin: registers `resize_image` through the `conveyor_handlers` hook,
+like any third-party plugin."""
 
 from __future__ import annotations
 
@@ -9,4 +10,6 @@ from conveyor import hookimpl
 
 @hookimpl
 def conveyor_handlers() -> list[Any]:
-    return []
+    from conveyor.handlers.image.handler import resize_image
+
+    return [resize_image]
