@@ -17,14 +17,16 @@ CLAIM_COLUMNS = (
     "tenant, batch_id, started_at, crash_count"
 )
 
-# PostgreSQL: one statement. `id = ANY(ARRAY(...))` keeps a stable plan once prepared, where
-# `id IN (SELECT ... SKIP LOCKED)` gets re-planned on every call.
+# PostgreSQL: one statement per queue. `id = ANY(ARRAY(...))` keeps a stable plan once
+# prepared, where `id IN (SELECT ... SKIP LOCKED)` gets re-planned on every call; and one queue
+# per statement lets the claim index deliver rows already in (priority, run_at) order, so the
+# LIMIT stops early instead of sorting every ready row.
 CLAIM_PG = f"""
 UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = attempts + 1,
     started_at = {{now}}, lease_until = {{now}} + :lease, worker = :worker
 WHERE id = ANY(ARRAY(
     SELECT id FROM jobs
-    WHERE queue = ANY(:queues) AND status IN ('queued', 'scheduled', 'retrying')
+    WHERE queue = :queue AND status IN ('queued', 'scheduled', 'retrying')
       AND run_at <= {{now}}
     ORDER BY priority, run_at
     LIMIT :limit
@@ -38,8 +40,8 @@ UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = at
     started_at = {{now}}, lease_until = {{now}} + :lease, worker = :worker
 WHERE id IN (
     SELECT id FROM jobs
-    WHERE queue IN (SELECT value FROM json_each(:queues))
-      AND status IN ('queued', 'scheduled', 'retrying') AND run_at <= {{now}}
+    WHERE queue = :queue AND status IN ('queued', 'scheduled', 'retrying')
+      AND run_at <= {{now}}
     ORDER BY priority, run_at
     LIMIT :limit)
 RETURNING {CLAIM_COLUMNS}
@@ -86,7 +88,9 @@ WITH v AS (
         progress = COALESCE(v.progress, j.progress),
         lease_until = NULL
     FROM v
-    WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'running'
+    -- `lease_until IS NOT NULL` means running (claims set it, every exit clears it); said
+    -- this way the planner looks rows up by id instead of scanning all running jobs.
+    WHERE j.id = v.id AND j.lease_token = v.token AND j.lease_until IS NOT NULL
     RETURNING j.id, j.status, j.has_dependents, j.attempts, j.worker
 ), logged AS (
     INSERT INTO executions
@@ -123,7 +127,7 @@ EXTEND_LEASES_PG = """
 UPDATE jobs j SET lease_until = {now} + :lease, progress = COALESCE(v.progress, j.progress)
 FROM unnest(CAST(:ids AS text[]), CAST(:tokens AS int[]), CAST(:progress AS text[]))
     AS v(id, token, progress)
-WHERE j.id = v.id AND j.lease_token = v.token AND j.status = 'running'
+WHERE j.id = v.id AND j.lease_token = v.token AND j.lease_until IS NOT NULL
 RETURNING j.id, j.cancel_requested
 """
 

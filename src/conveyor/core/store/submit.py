@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.errors import InvalidOption
 from conveyor.core.jobs import Status
 from conveyor.core.store.records import JobSpec
-from conveyor.core.store.tables import job_dependencies, jobs
+from conveyor.core.store.tables import IDEMPOTENCY_SQL, job_dependencies, jobs
 
 #: psycopg's COPY beats a multi-row INSERT from about this many rows.
 COPY_THRESHOLD = 200
@@ -89,7 +89,9 @@ def insert_rows(conn: Connection, rows: list[dict[str, Any]], dialect: str) -> s
         _copy_rows(conn, rows)
         return {row["id"] for row in rows}
     insert = postgresql.insert(jobs) if dialect == "postgresql" else sqlite.insert(jobs)
-    statement = insert.on_conflict_do_nothing(index_elements=["tenant", "idempotency_key"])
+    statement = insert.on_conflict_do_nothing(
+        index_elements=["tenant", "idempotency_key"], index_where=text(IDEMPOTENCY_SQL)
+    )
     if not keyed:
         conn.execute(insert, rows)
         return {row["id"] for row in rows}

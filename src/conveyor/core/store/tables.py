@@ -14,7 +14,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
     text,
 )
 from sqlalchemy.types import BigInteger
@@ -53,7 +52,17 @@ jobs = Table(
     Column("batch_id", String(36)),
     Column("progress", Text),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
-    UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+)
+# Every job update changes its status, so no update is HOT: each index here costs a write
+# per state change. Hence partial indexes that hold only the rows their queries look for.
+IDEMPOTENCY_SQL = "idempotency_key IS NOT NULL"
+Index(
+    "uq_jobs_tenant_idempotency_key",
+    jobs.c.tenant,
+    jobs.c.idempotency_key,
+    unique=True,
+    postgresql_where=text(IDEMPOTENCY_SQL),
+    sqlite_where=text(IDEMPOTENCY_SQL),
 )
 # The claim query's index: only claimable rows, ordered the way the claim reads them.
 Index(
@@ -70,7 +79,12 @@ Index(
     postgresql_where=text("status = 'running'"),
     sqlite_where=text("status = 'running'"),
 )
-Index("ix_jobs_status_id", jobs.c.status, jobs.c.id)
+Index(
+    "ix_jobs_dead",
+    jobs.c.id,
+    postgresql_where=text("status = 'dead'"),
+    sqlite_where=text("status = 'dead'"),
+)
 Index(
     "ix_jobs_batch",
     jobs.c.batch_id,

@@ -91,14 +91,14 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.String(length=36), nullable=True),
     sa.Column('progress', sa.Text(), nullable=True),
     sa.Column('cancel_requested', sa.Boolean(), server_default=sa.text('(false)'), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('tenant', 'idempotency_key', name='uq_jobs_tenant_idempotency_key')
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_batch', ['batch_id'], unique=False, postgresql_where=sa.text('batch_id IS NOT NULL'), sqlite_where=sa.text('batch_id IS NOT NULL'))
         batch_op.create_index('ix_jobs_claim', ['queue', 'priority', 'run_at'], unique=False, postgresql_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"))
+        batch_op.create_index('ix_jobs_dead', ['id'], unique=False, postgresql_where=sa.text("status = 'dead'"), sqlite_where=sa.text("status = 'dead'"))
         batch_op.create_index('ix_jobs_running_lease', ['lease_until'], unique=False, postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
-        batch_op.create_index('ix_jobs_status_id', ['status', 'id'], unique=False)
+        batch_op.create_index('uq_jobs_tenant_idempotency_key', ['tenant', 'idempotency_key'], unique=True, postgresql_where=sa.text('idempotency_key IS NOT NULL'), sqlite_where=sa.text('idempotency_key IS NOT NULL'))
 
     op.create_table('queues',
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -136,8 +136,9 @@ def downgrade() -> None:
     op.drop_table('schedules')
     op.drop_table('queues')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index('ix_jobs_status_id')
+        batch_op.drop_index('uq_jobs_tenant_idempotency_key', postgresql_where=sa.text('idempotency_key IS NOT NULL'), sqlite_where=sa.text('idempotency_key IS NOT NULL'))
         batch_op.drop_index('ix_jobs_running_lease', postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
+        batch_op.drop_index('ix_jobs_dead', postgresql_where=sa.text("status = 'dead'"), sqlite_where=sa.text("status = 'dead'"))
         batch_op.drop_index('ix_jobs_claim', postgresql_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"))
         batch_op.drop_index('ix_jobs_batch', postgresql_where=sa.text('batch_id IS NOT NULL'), sqlite_where=sa.text('batch_id IS NOT NULL'))
 
