@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from functools import cached_property
-from types import SimpleNamespace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,26 +14,20 @@ from sqlalchemy import Connection
 
 from conveyor.core.brokers.base import Broker, Ready
 from conveyor.core.errors import InvalidOption, SubmitError
-from conveyor.core.jobs import Job, new_job_id
+from conveyor.core.jobs import Job, Priority, new_job_id
 from conveyor.core.options import build_spec
 from conveyor.core.plugins import Plugins
 from conveyor.core.registry import HandlerRegistry
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings
 from conveyor.core.store import JobSpec, Store
-from conveyor.core.store.records import job_from_row
 
 if TYPE_CHECKING:
     from conveyor.core.worker import Worker
 
 _READY_STATUSES = ("queued", "scheduled")
 
-_ROW_DEFAULTS = {
-    "result": None,
-    "attempts": 0,
-    "started_at": None,
-    "progress": None,
-}
+PRIORITY_NAMES = {int(p): str(p) for p in Priority}
 
 
 class Conveyor:
@@ -176,9 +170,10 @@ class Conveyor:
             ready = _announced(specs, fresh, existing)
             self.broker.dispatched([r.id for r in ready], ready_queues, ready)
         result = []
+        announce = self.plugins.has_hook("conveyor_job_submitted")
         for spec in specs:
-            job = existing.get(mapping[spec.id]) or _job_from_spec(spec)
-            if spec.id in fresh:
+            job = existing.get(mapping[spec.id]) or _job_from_spec(spec, spec.payload_obj)
+            if spec.id in fresh and announce:
                 self.plugins.job_submitted(job)
             result.append(job)
         return result
@@ -240,25 +235,23 @@ def _announced(specs: list[JobSpec], fresh: set[str], existing: dict[str, Job]) 
     ]
 
 
-def _job_from_spec(spec: JobSpec) -> Job:
-    now = spec.created_at
-    row = SimpleNamespace(
-        **_ROW_DEFAULTS,
+def _job_from_spec(spec: JobSpec, payload: dict[str, Any]) -> Job:
+    """The Job just written, built from what was sent instead of read back."""
+    created = datetime.fromtimestamp(spec.created_at, UTC)
+    run_at = created if spec.run_at is None else datetime.fromtimestamp(spec.run_at, UTC)
+    return Job(
         id=spec.id,
         type=spec.type,
         queue=spec.queue,
-        priority=spec.priority,
-        status="scheduled" if spec.run_at and spec.run_at > now else "queued",
-        payload=spec.payload,
-        error=None,
+        priority=PRIORITY_NAMES[spec.priority],
+        status="scheduled" if run_at > created else "queued",
+        payload=payload,
         max_attempts=spec.max_attempts,
-        tenant=spec.tenant,
+        tenant=spec.tenant or None,
         idempotency_key=spec.idempotency_key,
-        run_at=spec.run_at or now,
-        created_at=now,
-        finished_at=None,
-        depends_on=orjson.dumps(spec.depends_on).decode() if spec.depends_on else None,
+        run_at=run_at,
+        created_at=created,
+        depends_on=list(spec.depends_on),
         batch_id=spec.batch_id,
         timeout=spec.timeout,
     )
-    return job_from_row(row, None, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -80,7 +81,7 @@ def new_job_id() -> str:
         else:
             seq = int.from_bytes(os.urandom(1), "big")  # leave room to count up
         _id_state[:] = [ms, seq]
-    rand = int.from_bytes(os.urandom(8), "big")
+    rand = random.getrandbits(62)  # the module reseeds itself in forked children
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= seq << 64

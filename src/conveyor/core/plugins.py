@@ -78,6 +78,10 @@ class Plugins:
     def worker_stopping(self, worker: Any) -> None:
         self.pm.hook.conveyor_worker_stopping(worker=worker)
 
+    def has_hook(self, name: str) -> bool:
+        """Whether any plugin implements hook `name` (callers skip the call on the hot path)."""
+        return bool(getattr(self.pm.hook, name).get_hookimpls())
+
     def has_lifecycle_hooks(self) -> bool:
         """Whether any plugin listens to per-job events (skipped on the hot path if not)."""
         hooks = self.pm.hook

@@ -115,7 +115,8 @@ class Reconciler:
         if epoch is None or mark is None:
             restored = self.rebuild()
             if epoch is None:
-                log.warning(
+                log.log(
+                    logging.WARNING if restored else logging.INFO,
                     "Redis holds no dispatch state (first start, FLUSHALL or a restart without "
                     "persistence): pushed %d claimable job(s) from the database",
                     restored,

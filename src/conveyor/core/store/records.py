@@ -29,6 +29,7 @@ class JobSpec:
     depends_on: list[str] = field(default_factory=list)
     batch_id: str | None = None
     created_at: float = field(default_factory=time.time)
+    payload_obj: dict[str, Any] = field(default_factory=dict)  # `payload`, decoded
 
 
 @dataclass(slots=True)
