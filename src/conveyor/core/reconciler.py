@@ -142,10 +142,12 @@ class Reconciler:
     def _push(self, pages: Iterator[list[Ready]]) -> int:
         restored = 0
         for page in pages:
-            # Re-read just before pushing: a job claimed meanwhile would only be a duplicate
-            # for the fence to refuse, but there is no need to make one.
-            still = claimable_by_ids(self.store, [job.id for job in page])
-            restored += self.broker.push(still)
+            missing = self.broker.missing(page)
+            if missing:
+                # Re-read before pushing: a job claimed since the page was read would only be
+                # a duplicate for the fence to refuse, but there is no need to make one.
+                still = claimable_by_ids(self.store, [job.id for job in missing])
+                restored += self.broker.push(still)
         return restored
 
 

@@ -233,6 +233,24 @@ class RedisBroker(Broker):
                 pipe.zadd(key, dict(items[start : start + PUSH_CHUNK]), nx=ready)
         return sum(int(n) for n in pipe.execute())
 
+    def missing(self, jobs: Sequence[Ready]) -> list[Ready]:
+        """The jobs Redis holds neither as ready nor as delayed."""
+        groups: dict[tuple[str, int], list[Ready]] = {}
+        for job in jobs:
+            groups.setdefault((job.queue, job.priority), []).append(job)
+        pipe = self.redis.pipeline(transaction=False)
+        for (queue, priority), members in groups.items():
+            pipe.zmscore(self.keys.ready(queue, priority), [job.id for job in members])
+            pipe.zmscore(self.keys.delayed(queue), [f"{priority}|{job.id}" for job in members])
+        replies = iter(pipe.execute())
+        absent = []
+        for members in groups.values():
+            ready, delayed = next(replies), next(replies)
+            absent.extend(
+                job for job, r, d in zip(members, ready, delayed, strict=True) if r is d is None
+            )
+        return absent
+
     # --- wait ----------------------------------------------------------------------------
 
     def _wait(self, queues: Sequence[str], timeout: float) -> None:

@@ -14,6 +14,10 @@ from conveyor.core.store.records import ClaimedJob, Completion
 from conveyor.core.store.tables import effects, job_dependencies, jobs
 
 
+#: Due jobs moved to `queued` per claim at most (the rest follow on the next claim).
+PROMOTE_LIMIT = 5000
+
+
 class LeaseStore:
     """Mixin of `Store`: every write here carries `WHERE id = ? AND lease_token = ?`."""
 
@@ -29,6 +33,7 @@ class LeaseStore:
         """Claim up to `limit` due jobs from `queues` (in turn), high priority first."""
         claimed: list[ClaimedJob] = []
         with self.engine.begin() as conn:
+            conn.execute(self.q.promote_due, {"limit": PROMOTE_LIMIT})
             for queue in queues:
                 rows = conn.execute(
                     self.q.claim,

@@ -11,6 +11,12 @@ NOW = {
     "postgresql": "(EXTRACT(EPOCH FROM clock_timestamp())::float8)",
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
 }
+# In WHERE clauses: the transaction's start, a stable value, so that `run_at <= {as_of}`
+# is an index range condition rather than a filter evaluated on every row.
+AS_OF = {
+    "postgresql": "(EXTRACT(EPOCH FROM now())::float8)",
+    "sqlite": NOW["sqlite"],
+}
 
 CLAIM_COLUMNS = (
     "id, type, queue, priority, payload, attempts, max_attempts, timeout, lease_token, "
@@ -26,8 +32,7 @@ UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = at
     started_at = {{now}}, lease_until = {{now}} + :lease, worker = :worker
 WHERE id = ANY(ARRAY(
     SELECT id FROM jobs
-    WHERE queue = :queue AND status IN ('queued', 'scheduled', 'retrying')
-      AND run_at <= {{now}}
+    WHERE queue = :queue AND status = 'queued'
     ORDER BY priority, run_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED))
@@ -40,11 +45,31 @@ UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = at
     started_at = {{now}}, lease_until = {{now}} + :lease, worker = :worker
 WHERE id IN (
     SELECT id FROM jobs
-    WHERE queue = :queue AND status IN ('queued', 'scheduled', 'retrying')
-      AND run_at <= {{now}}
+    WHERE queue = :queue AND status = 'queued'
     ORDER BY priority, run_at
     LIMIT :limit)
 RETURNING {CLAIM_COLUMNS}
+"""
+
+# Scheduled and retrying jobs whose time came become queued. Only `queued` rows sit in the
+# claim index, so a million jobs due tomorrow cost a claim nothing today.
+PROMOTE_DUE_PG = """
+UPDATE jobs SET status = 'queued'
+WHERE id = ANY(ARRAY(
+    SELECT id FROM jobs
+    WHERE status IN ('scheduled', 'retrying') AND run_at <= {as_of}
+    ORDER BY run_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED))
+"""
+
+PROMOTE_DUE_SQLITE = """
+UPDATE jobs SET status = 'queued'
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE status IN ('scheduled', 'retrying') AND run_at <= {as_of}
+    ORDER BY run_at
+    LIMIT :limit)
 """
 
 # Claim exactly these ids (popped from Redis); duplicates or stale ids simply match nothing.
@@ -54,7 +79,7 @@ UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = at
 WHERE id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE id = ANY(:ids) AND status IN ('queued', 'scheduled', 'retrying')
-      AND run_at <= {{now}} + 0.5
+      AND run_at <= {{as_of}} + 0.5
     FOR UPDATE SKIP LOCKED))
 RETURNING {CLAIM_COLUMNS}
 """
@@ -63,7 +88,7 @@ CLAIM_IDS_SQLITE = f"""
 UPDATE jobs SET status = 'running', lease_token = lease_token + 1, attempts = attempts + 1,
     started_at = {{now}}, lease_until = {{now}} + :lease, worker = :worker
 WHERE id IN (SELECT value FROM json_each(:ids))
-  AND status IN ('queued', 'scheduled', 'retrying') AND run_at <= {{now}} + 0.5
+  AND status IN ('queued', 'scheduled', 'retrying') AND run_at <= {{as_of}} + 0.5
 RETURNING {CLAIM_COLUMNS}
 """
 
@@ -155,12 +180,12 @@ RETURNING id, status, has_dependents, attempts, worker, started_at, error
 """
 
 SELECT_EXPIRED_PG = """
-SELECT id FROM jobs WHERE status = 'running' AND lease_until < {now}
+SELECT id FROM jobs WHERE status = 'running' AND lease_until < {as_of}
 ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
 """
 
 SELECT_EXPIRED_SQLITE = """
-SELECT id FROM jobs WHERE status = 'running' AND lease_until < {now}
+SELECT id FROM jobs WHERE status = 'running' AND lease_until < {as_of}
 ORDER BY lease_until LIMIT :limit
 """
 
@@ -174,6 +199,7 @@ class Queries:
     dialect: str
     now: str
     claim: TextClause
+    promote_due: TextClause
     claim_ids: TextClause
     complete: TextClause
     insert_execution: TextClause
@@ -183,17 +209,18 @@ class Queries:
 
     @classmethod
     def for_dialect(cls, dialect: str) -> Queries:
-        now = NOW[dialect]
+        now, as_of = NOW[dialect], AS_OF[dialect]
         pg = dialect == "postgresql"
 
         def fmt(sql: str) -> TextClause:
-            return text(sql.replace("{now}", now))
+            return text(sql.replace("{now}", now).replace("{as_of}", as_of))
 
         select_expired = SELECT_EXPIRED_PG if pg else SELECT_EXPIRED_SQLITE
         return cls(
             dialect=dialect,
             now=now,
             claim=fmt(CLAIM_PG if pg else CLAIM_SQLITE),
+            promote_due=fmt(PROMOTE_DUE_PG if pg else PROMOTE_DUE_SQLITE),
             claim_ids=fmt(CLAIM_IDS_PG if pg else CLAIM_IDS_SQLITE),
             complete=fmt(COMPLETE_PG if pg else COMPLETE_ONE_SQLITE),
             insert_execution=fmt(INSERT_EXECUTION),

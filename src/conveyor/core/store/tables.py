@@ -20,7 +20,7 @@ from sqlalchemy.types import BigInteger
 
 metadata = MetaData()
 
-CLAIMABLE_SQL = "status IN ('queued', 'scheduled', 'retrying')"
+DUE_SQL = "status IN ('scheduled', 'retrying')"
 
 jobs = Table(
     "jobs",
@@ -64,14 +64,21 @@ Index(
     postgresql_where=text(IDEMPOTENCY_SQL),
     sqlite_where=text(IDEMPOTENCY_SQL),
 )
-# The claim query's index: only claimable rows, ordered the way the claim reads them.
+# The claim query's index: only queued rows, in the order the claim reads them.
 Index(
     "ix_jobs_claim",
     jobs.c.queue,
     jobs.c.priority,
     jobs.c.run_at,
-    postgresql_where=text(CLAIMABLE_SQL),
-    sqlite_where=text(CLAIMABLE_SQL),
+    postgresql_where=text("status = 'queued'"),
+    sqlite_where=text("status = 'queued'"),
+)
+# Scheduled and retrying rows, by when they fall due (the promotion reads this one).
+Index(
+    "ix_jobs_due",
+    jobs.c.run_at,
+    postgresql_where=text(DUE_SQL),
+    sqlite_where=text(DUE_SQL),
 )
 Index(
     "ix_jobs_running_lease",

@@ -95,8 +95,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index('ix_jobs_batch', ['batch_id'], unique=False, postgresql_where=sa.text('batch_id IS NOT NULL'), sqlite_where=sa.text('batch_id IS NOT NULL'))
-        batch_op.create_index('ix_jobs_claim', ['queue', 'priority', 'run_at'], unique=False, postgresql_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"))
+        batch_op.create_index('ix_jobs_claim', ['queue', 'priority', 'run_at'], unique=False, postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"))
         batch_op.create_index('ix_jobs_dead', ['id'], unique=False, postgresql_where=sa.text("status = 'dead'"), sqlite_where=sa.text("status = 'dead'"))
+        batch_op.create_index('ix_jobs_due', ['run_at'], unique=False, postgresql_where=sa.text("status IN ('scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('scheduled', 'retrying')"))
         batch_op.create_index('ix_jobs_running_lease', ['lease_until'], unique=False, postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
         batch_op.create_index('uq_jobs_tenant_idempotency_key', ['tenant', 'idempotency_key'], unique=True, postgresql_where=sa.text('idempotency_key IS NOT NULL'), sqlite_where=sa.text('idempotency_key IS NOT NULL'))
 
@@ -138,8 +139,9 @@ def downgrade() -> None:
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('uq_jobs_tenant_idempotency_key', postgresql_where=sa.text('idempotency_key IS NOT NULL'), sqlite_where=sa.text('idempotency_key IS NOT NULL'))
         batch_op.drop_index('ix_jobs_running_lease', postgresql_where=sa.text("status = 'running'"), sqlite_where=sa.text("status = 'running'"))
+        batch_op.drop_index('ix_jobs_due', postgresql_where=sa.text("status IN ('scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('scheduled', 'retrying')"))
         batch_op.drop_index('ix_jobs_dead', postgresql_where=sa.text("status = 'dead'"), sqlite_where=sa.text("status = 'dead'"))
-        batch_op.drop_index('ix_jobs_claim', postgresql_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"), sqlite_where=sa.text("status IN ('queued', 'scheduled', 'retrying')"))
+        batch_op.drop_index('ix_jobs_claim', postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"))
         batch_op.drop_index('ix_jobs_batch', postgresql_where=sa.text('batch_id IS NOT NULL'), sqlite_where=sa.text('batch_id IS NOT NULL'))
 
     op.drop_table('jobs')
