@@ -131,7 +131,7 @@ class Storage(ABC):
         """The full URL of `key` in this storage (what `parse_blob_url` reads back)."""
         return self._url(self._path(key))
 
-    def close(self) -> None:  # noqa: B027 - optional for backends holding nothing
+    def close(self) -> None:
         """Release connections or handles; the storage must not be used afterwards."""
 
     def __enter__(self) -> Storage:

@@ -45,13 +45,12 @@ class FetchPolicy:
     resolver: Resolver = addresses.resolve
     #: TLS verification: True (system CAs), or an ssl.SSLContext (private CAs, tests).
     verify: Any = True
-    #: Override of the address check; default refuses non-public addresses.
+    #: Addresses let through on top of the public ones (an intranet image host, say).
     allow: Callable[[IPAddress], bool] | None = None
 
     def refusal(self, ip: IPAddress) -> str | None:
-        if self.allow is not None:
-            return None if self.allow(ip) else "refused by policy"
-        if self.allow_private:
+        """Why `ip` may not be reached under this policy, or None."""
+        if self.allow_private or (self.allow is not None and self.allow(ip)):
             return None
         return addresses.forbidden_reason(ip)
 
