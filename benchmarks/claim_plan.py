@@ -13,7 +13,7 @@ import time
 import uuid
 
 import psycopg
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from conveyor.core.store.queries import AS_OF, CLAIM_PG, NOW, PROMOTE_DUE_PG
 from conveyor.core.store.schema import upgrade
@@ -40,11 +40,15 @@ def main() -> None:
             conn.execute("ANALYZE jobs")
             values = {"lease": "30", "worker": "'plan'", "queue": "'default'", "limit": "100"}
             for title, statement in (
-                (f"promotion of due jobs ({args.scheduled:,} scheduled for tomorrow)",
-                 PROMOTE_DUE_PG),
+                (
+                    f"promotion of due jobs ({args.scheduled:,} scheduled for tomorrow)",
+                    PROMOTE_DUE_PG,
+                ),
                 (f"claim of 100 from {args.ready:,} ready among {args.rows:,} jobs", CLAIM_PG),
             ):
-                sql = statement.replace("{now}", NOW["postgresql"]).replace("{as_of}", AS_OF["postgresql"])
+                sql = statement.replace("{now}", NOW["postgresql"]).replace(
+                    "{as_of}", AS_OF["postgresql"]
+                )
                 for param, value in values.items():
                     sql = sql.replace(f":{param}", value)
                 conn.execute("BEGIN")
@@ -69,8 +73,19 @@ def fill(conn: psycopg.Connection, rows: int, ready: int, scheduled: int) -> Non
                 status = "queued"
             elif i >= rows - ready - scheduled:
                 status, run_at = "scheduled", now + 86400
-            copy.write_row((str(uuid.UUID(int=i)), "noop", "default", i % 3, status, "{}", 5,
-                            run_at, now - rows + i))
+            copy.write_row(
+                (
+                    str(uuid.UUID(int=i)),
+                    "noop",
+                    "default",
+                    i % 3,
+                    status,
+                    "{}",
+                    5,
+                    run_at,
+                    now - rows + i,
+                )
+            )
     print(f"filled {rows:,} rows in {time.perf_counter() - started:.1f}s")
 
 

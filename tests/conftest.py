@@ -18,7 +18,9 @@ from sqlalchemy import create_engine, text
 import conveyor
 from conveyor.core.store.tables import metadata
 
-PG_ADMIN_URL = os.environ.get("CONVEYOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "CONVEYOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_HOST = os.environ.get("CONVEYOR_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("CONVEYOR_TEST_REDIS_PORT", "6379"))
 
@@ -44,8 +46,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         missing.append("Redis")
     if missing:
         hints = "; ".join(f"{name}: {HOW_TO_START[name]}" for name in missing)
-        pytest.exit(f"missing service(s) on 127.0.0.1: {', '.join(missing)} (start with: {hints})",
-                    returncode=3)
+        pytest.exit(
+            f"missing service(s) on 127.0.0.1: {', '.join(missing)} (start with: {hints})",
+            returncode=3,
+        )
 
 
 @pytest.fixture(scope="session")

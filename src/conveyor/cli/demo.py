@@ -38,8 +38,7 @@ def _core_jobs(app: Conveyor) -> list[tuple[str, Job]]:
     jobs = [
         ("low priority, submitted first", app.submit("echo", {"message": "low"}, priority="low")),
         ("medium priority", app.submit("echo", {"message": "medium"})),
-        ("high priority, submitted last", app.submit("echo", {"message": "high"},
-                                                     priority="high")),
+        ("high priority, submitted last", app.submit("echo", {"message": "high"}, priority="high")),
         ("delayed by 2 s", app.submit("echo", {"message": "later"}, delay=2)),
         ("fails once, then recovers", app.submit("flaky", {"fail_times": 1, "key": "demo"})),
         ("permanent failure -> dead-letter queue", app.submit("fail", {"reason": "bad input"})),
@@ -57,35 +56,59 @@ def _workload_jobs(app: Conveyor, root: Path) -> list[tuple[str, Job]]:
     if "resize_image" in registry:
         source = root / "input" / "sample.jpg"
         _sample_image(source)
-        jobs.append(("image resized into file storage", app.submit("resize_image", {
-            "source": source.resolve().as_uri(),
-            "destination": f"{app.settings.storage_url.rstrip('/')}/thumbs/sample-",
-            "sizes": [
-                {"name": "thumb", "width": 200, "height": 200, "fit": "cover"},
-                {"name": "medium", "width": 1200, "fit": "contain"},
-            ],
-            "format": "webp",
-        })))
+        jobs.append(
+            (
+                "image resized into file storage",
+                app.submit(
+                    "resize_image",
+                    {
+                        "source": source.resolve().as_uri(),
+                        "destination": f"{app.settings.storage_url.rstrip('/')}/thumbs/sample-",
+                        "sizes": [
+                            {"name": "thumb", "width": 200, "height": 200, "fit": "cover"},
+                            {"name": "medium", "width": 1200, "fit": "contain"},
+                        ],
+                        "format": "webp",
+                    },
+                ),
+            )
+        )
     if "send_email" in registry:
-        jobs.append(("templated email to the outbox", app.submit("send_email", {
-            "to": "ada@example.com",
-            "subject": "Hello {{ name }}",
-            "text": "Hi {{ name }}, your order {{ order }} has shipped.",
-            "html": "<p>Hi <b>{{ name }}</b>, your order {{ order }} has shipped.</p>",
-            "context": {"name": "Ada", "order": "#1024"},
-        })))
+        jobs.append(
+            (
+                "templated email to the outbox",
+                app.submit(
+                    "send_email",
+                    {
+                        "to": "ada@example.com",
+                        "subject": "Hello {{ name }}",
+                        "text": "Hi {{ name }}, your order {{ order }} has shipped.",
+                        "html": "<p>Hi <b>{{ name }}</b>, your order {{ order }} has shipped.</p>",
+                        "context": {"name": "Ada", "order": "#1024"},
+                    },
+                ),
+            )
+        )
     if "email_campaign" in registry:
         recipients = [
             {"email": f"reader{i:02d}@example.com", "context": {"name": f"Reader {i}"}}
             for i in range(50)
         ]
-        jobs.append(("50-recipient campaign", app.submit("email_campaign", {
-            "campaign_id": "demo-newsletter",
-            "subject": "News for {{ name }}",
-            "text": "Dear {{ name }}, here is what's new.",
-            "recipients": recipients,
-            "rate_per_second": 100,
-        })))
+        jobs.append(
+            (
+                "50-recipient campaign",
+                app.submit(
+                    "email_campaign",
+                    {
+                        "campaign_id": "demo-newsletter",
+                        "subject": "News for {{ name }}",
+                        "text": "Dear {{ name }}, here is what's new.",
+                        "recipients": recipients,
+                        "rate_per_second": 100,
+                    },
+                ),
+            )
+        )
     return jobs
 
 
@@ -140,8 +163,13 @@ def demo(
 
 
 def _watch(app: Conveyor, ids: list[str]) -> None:
-    with Progress(TextColumn("[bold]running jobs"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.description}"), console=console) as bar:
+    with Progress(
+        TextColumn("[bold]running jobs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as bar:
         task = bar.add_task("", total=len(ids))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -154,22 +182,39 @@ def _watch(app: Conveyor, ids: list[str]) -> None:
 
 
 def _open_jobs(app: Conveyor) -> int:
-    return sum(s["depth"] + s["scheduled"] + s["running"] + s["waiting"]
-               for s in app.store.queue_stats().values())
+    return sum(
+        s["depth"] + s["scheduled"] + s["running"] + s["waiting"]
+        for s in app.store.queue_stats().values()
+    )
 
 
 def _report(app: Conveyor, jobs: list[tuple[str, Job]], root: Path, seconds: float) -> None:
-    table = Table("what it shows", "type", "priority", "status", "attempts", "result",
-                  title=f"What happened ({seconds:.1f} s)")
+    table = Table(
+        "what it shows",
+        "type",
+        "priority",
+        "status",
+        "attempts",
+        "result",
+        title=f"What happened ({seconds:.1f} s)",
+    )
     for note, submitted in jobs:
         job = app.get(submitted.id)
         colour = {"succeeded": "green", "dead": "red"}.get(job.status, "yellow")
-        table.add_row(note, job.type, job.priority, f"[{colour}]{job.status}",
-                      str(job.attempts), _summary(job))
+        table.add_row(
+            note,
+            job.type,
+            job.priority,
+            f"[{colour}]{job.status}",
+            str(job.attempts),
+            _summary(job),
+        )
     console.print(table)
     order = sorted((app.get(j.id) for _, j in jobs[:3]), key=lambda j: j.started_at or 0)
-    console.print("run order of the three echo jobs: " + " -> ".join(
-        str(j.payload.get("message")) for j in order))
+    console.print(
+        "run order of the three echo jobs: "
+        + " -> ".join(str(j.payload.get("message")) for j in order)
+    )
     paths: list[tuple[str, Any]] = [("database", root / "conveyor.db")]
     if (root / "data").exists():
         paths.append(("resized images", root / "data" / "thumbs"))

@@ -110,22 +110,35 @@ def status(
     if job.executions:
         runs = Table("attempt", "worker", "outcome", "ms", "error", title="executions")
         for e in job.executions:
-            runs.add_row(str(e.attempt), e.worker or "", e.outcome,
-                         f"{e.duration_ms:.1f}" if e.duration_ms is not None else "",
-                         (e.error or "")[:80])
+            runs.add_row(
+                str(e.attempt),
+                e.worker or "",
+                e.outcome,
+                f"{e.duration_ms:.1f}" if e.duration_ms is not None else "",
+                (e.error or "")[:80],
+            )
         console.print(runs)
     if job.batch_id:
         progress = app.batch_progress(job.batch_id)
-        console.print(f"batch {progress['id']}: {progress['finished']}/{progress['total']} "
-                      f"finished, counts {progress['counts']}, "
-                      f"uncertain {len(progress['uncertain_effects'])}")
+        console.print(
+            f"batch {progress['id']}: {progress['finished']}/{progress['total']} "
+            f"finished, counts {progress['counts']}, "
+            f"uncertain {len(progress['uncertain_effects'])}"
+        )
 
 
 def _jobs_table(items: list[Job], title: str) -> Table:
     table = Table("id", "type", "queue", "priority", "status", "attempts", "error", title=title)
     for job in items:
-        table.add_row(job.id, job.type, job.queue, job.priority, job.status,
-                      f"{job.attempts}/{job.max_attempts}", (job.error or "")[:60])
+        table.add_row(
+            job.id,
+            job.type,
+            job.queue,
+            job.priority,
+            job.status,
+            f"{job.attempts}/{job.max_attempts}",
+            (job.error or "")[:60],
+        )
     return table
 
 

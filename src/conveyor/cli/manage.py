@@ -17,9 +17,14 @@ def handlers(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) 
         return
     table = Table("type", "queue", "max attempts", "timeout", "plugin", "description")
     for h in described:
-        table.add_row(h["type"], h["queue"], str(h["max_attempts"]),
-                      "" if h["timeout"] is None else f"{h['timeout']:g}s", h["plugin"],
-                      h["description"])
+        table.add_row(
+            h["type"],
+            h["queue"],
+            str(h["max_attempts"]),
+            "" if h["timeout"] is None else f"{h['timeout']:g}s",
+            h["plugin"],
+            h["description"],
+        )
     Console().print(table)
 
 

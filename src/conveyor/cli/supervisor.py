@@ -61,8 +61,9 @@ def supervise(argv: list[str], bounds: tuple[int, int], app: Conveyor, queues: l
             elif burst and child.returncode == 0:
                 finished += 1
             else:
-                log.warning("worker pid %d exited with %s; replacing it", child.pid,
-                            child.returncode)
+                log.warning(
+                    "worker pid %d exited with %s; replacing it", child.pid, child.returncode
+                )
         children = alive
         if burst and finished and not children:
             break

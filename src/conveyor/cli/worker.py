@@ -14,11 +14,13 @@ from conveyor.cli.common import fail, get_app
 from conveyor.core.engine import Conveyor
 
 
-def run_worker(app: Conveyor, queues: list[str], concurrency: int, burst: bool,
-               max_jobs: int | None = None) -> int:
+def run_worker(
+    app: Conveyor, queues: list[str], concurrency: int, burst: bool, max_jobs: int | None = None
+) -> int:
     """Run one worker in this process until stopped; returns jobs processed."""
-    worker = app.worker(queues=queues or None, concurrency=concurrency, burst=burst,
-                        max_jobs=max_jobs)
+    worker = app.worker(
+        queues=queues or None, concurrency=concurrency, burst=burst, max_jobs=max_jobs
+    )
     try:
         import uvloop
 

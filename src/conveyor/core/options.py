@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +40,7 @@ def parse_run_at(value: Any) -> float:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.timestamp()
+        return float(value.timestamp())
     raise InvalidOption(f"run_at must be ISO 8601 text or a datetime, not {type(value).__name__}")
 
 

@@ -45,7 +45,7 @@ class Plugins:
         """Ask every plugin for its handlers, one at a time so duplicates can name both."""
         registry = HandlerRegistry()
         for impl in self.pm.hook.conveyor_handlers.get_hookimpls():
-            handlers = impl.function() or []
+            handlers: list[Any] = list(impl.function() or [])  # type: ignore[call-overload]
             for item in handlers:
                 registry.add(item, impl.plugin_name)
         return registry

@@ -28,13 +28,17 @@ HANDLER_OPTIONS = frozenset(
 )
 
 
+#: A handler's payload model (named here: inside `Handler`, `type` is a field).
+PayloadModel = type[BaseModel]
+
+
 @dataclass(slots=True)
 class Handler:
     """A job type: the function that runs it and the defaults its jobs get."""
 
     type: str
     func: Callable[..., Any]
-    payload: type[BaseModel] | None = None
+    payload: PayloadModel | None = None
     queue: str = "default"
     priority: Priority = Priority.MEDIUM
     max_attempts: int = 5

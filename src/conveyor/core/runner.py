@@ -69,14 +69,29 @@ async def run_attempt(
             raise
         if ctx.cancel_reason == "user":
             # The handler saw the cancellation and stopped early: the job is cancelled.
-            return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
-                               error="cancelled while running", error_type="JobCancelled")
+            return _completion(
+                claimed,
+                ctx,
+                started,
+                Status.CANCELLED,
+                Outcome.CANCELLED,
+                error="cancelled while running",
+                error_type="JobCancelled",
+            )
         result = _encode_result(value, ctx.uncertain_effects)
-        return _completion(claimed, ctx, started, Status.SUCCEEDED, Outcome.SUCCEEDED,
-                           result=result)
+        return _completion(
+            claimed, ctx, started, Status.SUCCEEDED, Outcome.SUCCEEDED, result=result
+        )
     except JobCancelled as exc:
-        return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
-                           error=_error_text(exc), error_type=type(exc).__name__)
+        return _completion(
+            claimed,
+            ctx,
+            started,
+            Status.CANCELLED,
+            Outcome.CANCELLED,
+            error=_error_text(exc),
+            error_type=type(exc).__name__,
+        )
     except UnknownJobType as exc:
         return _failure(app, claimed, ctx, started, PermanentError(exc.message), timed_out)
     except Exception as exc:
@@ -94,20 +109,38 @@ def _failure(
     verdict = classify(exc, lambda e: app.plugins.classify_error(e, claimed))
     error = _error_text(exc)
     if ctx.cancel_reason == "user":
-        return _completion(claimed, ctx, started, Status.CANCELLED, Outcome.CANCELLED,
-                           error=error, error_type=type(exc).__name__)
-    outcome = Outcome.TIMEOUT if timed_out else (
-        Outcome.RETRYABLE_ERROR if verdict.retryable else Outcome.PERMANENT_ERROR
+        return _completion(
+            claimed,
+            ctx,
+            started,
+            Status.CANCELLED,
+            Outcome.CANCELLED,
+            error=error,
+            error_type=type(exc).__name__,
+        )
+    outcome = (
+        Outcome.TIMEOUT
+        if timed_out
+        else (Outcome.RETRYABLE_ERROR if verdict.retryable else Outcome.PERMANENT_ERROR)
     )
     if verdict.retryable and claimed.attempts < claimed.max_attempts:
         delay = app.retry_policy.delay(claimed.attempts, verdict.retry_after)
-        return _completion(claimed, ctx, started, Status.RETRYING, outcome, error=error,
-                           error_type=type(exc).__name__, delay=delay)
+        return _completion(
+            claimed,
+            ctx,
+            started,
+            Status.RETRYING,
+            outcome,
+            error=error,
+            error_type=type(exc).__name__,
+            delay=delay,
+        )
     if verdict.retryable:
         error = f"gave up after {claimed.attempts} attempts: {error}"
     ctx.logger.debug("job %s failed: %s", claimed.id, "".join(traceback.format_exception(exc)))
-    return _completion(claimed, ctx, started, Status.DEAD, outcome, error=error,
-                       error_type=type(exc).__name__)
+    return _completion(
+        claimed, ctx, started, Status.DEAD, outcome, error=error, error_type=type(exc).__name__
+    )
 
 
 def _completion(

@@ -4,6 +4,7 @@ leases from outside the handlers, flushes completions in batches, and drains on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -98,8 +99,9 @@ class Worker:
         background = [
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
-            asyncio.create_task(self._periodic(reaper.run_once, self.settings.reaper_seconds),
-                                name="reaper"),
+            asyncio.create_task(
+                self._periodic(reaper.run_once, self.settings.reaper_seconds), name="reaper"
+            ),
             asyncio.create_task(
                 self._periodic(self.app.broker.reconcile, self.settings.reconcile_seconds),
                 name="reconcile",
@@ -161,7 +163,9 @@ class Worker:
                 continue
             idle_since = idle_since or time.monotonic()
             try:
-                await self._io_call(self.app.broker.wait, queues, min(1.0, self.settings.poll_seconds))
+                await self._io_call(
+                    self.app.broker.wait, queues, min(1.0, self.settings.poll_seconds)
+                )
             except Exception as exc:
                 log.warning("wait failed: %s", _first_line(exc))
                 await self._sleep(1.0)
@@ -189,8 +193,9 @@ class Worker:
         self._flush_wanted.set()
         self._wake.set()
         if self._hooks:
-            self.app.plugins.job_finished(job, completion.outcome or "", completion.result,
-                                          completion.error)
+            self.app.plugins.job_finished(
+                job, completion.outcome or "", completion.result, completion.error
+            )
         if completion.status == Status.DEAD:
             self.app.plugins.job_dead(job, completion.error)
 
@@ -212,8 +217,9 @@ class Worker:
                 fenced = await self._io_call(self.app.store.complete, batch, released)
             except Exception as exc:
                 # The database is away: keep the outcomes and try again; leases still hold.
-                log.warning("writing %d completions failed, will retry: %s", len(batch),
-                            _first_line(exc))
+                log.warning(
+                    "writing %d completions failed, will retry: %s", len(batch), _first_line(exc)
+                )
                 self._completions[:0] = batch
                 await self._sleep(1.0)
                 if self.stopping and time.monotonic() > self._deadline():
@@ -246,8 +252,11 @@ class Worker:
                 self.app.broker.dispatched, [r.id for r in ready], {r.queue for r in ready}, ready
             )
         except Exception as exc:
-            log.warning("announcing %d requeued job(s) failed, the reconciler will: %s",
-                        len(ready), _first_line(exc))
+            log.warning(
+                "announcing %d requeued job(s) failed, the reconciler will: %s",
+                len(ready),
+                _first_line(exc),
+            )
 
     def _deadline(self) -> float:
         if not hasattr(self, "_drain_deadline"):
@@ -309,8 +318,9 @@ class Worker:
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, then give the rest back."""
         if self._running:
-            log.info("draining %d running job(s) for up to %gs", len(self._running),
-                     self.grace_seconds)
+            log.info(
+                "draining %d running job(s) for up to %gs", len(self._running), self.grace_seconds
+            )
             tasks = [task for _, _, task in self._running.values()]
             await asyncio.wait(tasks, timeout=max(0.0, self._deadline() - time.monotonic()))
         leftovers = list(self._running.values())
@@ -346,10 +356,8 @@ class Worker:
 
     @staticmethod
     async def _wait_event(event: asyncio.Event, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 def _first_line(exc: BaseException) -> str:

@@ -48,8 +48,12 @@ class Flaky(BaseModel):
     key: str
 
 
-@handler("flaky", payload=Flaky, max_attempts=5,
-         description="Fails with a retryable error its first `fail_times` attempts.")
+@handler(
+    "flaky",
+    payload=Flaky,
+    max_attempts=5,
+    description="Fails with a retryable error its first `fail_times` attempts.",
+)
 def flaky(payload: Flaky, ctx: JobContext) -> dict[str, Any]:
     if ctx.attempt <= payload.fail_times:
         raise RetryableError(f"attempt {ctx.attempt} failed on purpose", retry_after=0.2)

@@ -11,7 +11,9 @@ from . import handlers
 
 
 @pytest.fixture
-def app(make_app: Callable[..., conveyor.Conveyor], fast_settings: dict[str, Any]) -> conveyor.Conveyor:
+def app(
+    make_app: Callable[..., conveyor.Conveyor], fast_settings: dict[str, Any]
+) -> conveyor.Conveyor:
     handlers.RAN.clear()
     return make_app(plugins=[handlers], entry_points=False, **fast_settings)
 

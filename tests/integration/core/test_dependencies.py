@@ -49,8 +49,10 @@ def test_unknown_dependency_is_refused(app: conveyor.Conveyor) -> None:
 
 def test_dependencies_within_one_bulk_submit(app: conveyor.Conveyor) -> None:
     [first] = app.submit_many([{"type": "record", "payload": {"tag": "1"}}])
-    jobs = app.submit_many([
-        {"type": "record", "payload": {"tag": "2"}, "depends_on": [first.id]},
-    ])
+    jobs = app.submit_many(
+        [
+            {"type": "record", "payload": {"tag": "2"}, "depends_on": [first.id]},
+        ]
+    )
     app.run_burst(concurrency=1)
     assert handlers.RAN == ["1", "2"] and app.get(jobs[0].id).status == "succeeded"

@@ -40,7 +40,10 @@ def test_retry_recovers_with_backoff(app: conveyor.Conveyor) -> None:
     done = app.get(job.id)
     assert done.status == "succeeded" and done.attempts == 3
     assert [e.outcome for e in done.executions] == [
-        "retryable_error", "retryable_error", "succeeded"]
+        "retryable_error",
+        "retryable_error",
+        "succeeded",
+    ]
     assert done.executions[0].error_type == "RetryableError"
 
 
@@ -76,8 +79,11 @@ def test_default_classification(app: conveyor.Conveyor) -> None:
 
 
 def test_classify_hook_overrides_defaults(make_app, fast_settings) -> None:  # type: ignore[no-untyped-def]
-    app = make_app(plugins=[handlers, handlers.ClassifyLookupAsRetryable()],
-                   entry_points=False, **fast_settings)
+    app = make_app(
+        plugins=[handlers, handlers.ClassifyLookupAsRetryable()],
+        entry_points=False,
+        **fast_settings,
+    )
     job = app.submit("raises", {"tag": "custom"})
     app.run_burst()
     assert app.get(job.id).executions[0].outcome == "retryable_error"

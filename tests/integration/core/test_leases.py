@@ -13,8 +13,9 @@ def _expire(app: conveyor.Conveyor, job_id: str) -> None:
     with app.store.engine.begin() as conn:
         from sqlalchemy import text
 
-        conn.execute(text("UPDATE jobs SET lease_until = lease_until - 3600 WHERE id = :id"),
-                     {"id": job_id})
+        conn.execute(
+            text("UPDATE jobs SET lease_until = lease_until - 3600 WHERE id = :id"), {"id": job_id}
+        )
 
 
 def test_a_long_job_keeps_its_lease_by_heartbeat(app: conveyor.Conveyor) -> None:
@@ -47,12 +48,24 @@ def test_a_late_completion_is_refused_by_the_fence(app: conveyor.Conveyor) -> No
     Reaper(app).run_once()
     [fresh] = app.store.claim(["default"], 1, "new-worker", 30)
     assert fresh.lease_token > stale.lease_token
-    late = Completion(id=job.id, lease_token=stale.lease_token, status="succeeded",
-                      outcome="succeeded", result='{"from": "stale"}', started_at=time.time())
+    late = Completion(
+        id=job.id,
+        lease_token=stale.lease_token,
+        status="succeeded",
+        outcome="succeeded",
+        result='{"from": "stale"}',
+        started_at=time.time(),
+    )
     assert app.store.complete([late]) == []
     assert app.store.extend_leases([(job.id, stale.lease_token, None)], 30)[0] == set()
-    ok = Completion(id=job.id, lease_token=fresh.lease_token, status="succeeded",
-                    outcome="succeeded", result='{"from": "fresh"}', started_at=time.time())
+    ok = Completion(
+        id=job.id,
+        lease_token=fresh.lease_token,
+        status="succeeded",
+        outcome="succeeded",
+        result='{"from": "fresh"}',
+        started_at=time.time(),
+    )
     assert app.store.complete([ok]) == [job.id]
     done = app.get(job.id)
     assert done.result == {"from": "fresh"}
@@ -62,8 +75,9 @@ def test_a_late_completion_is_refused_by_the_fence(app: conveyor.Conveyor) -> No
 def test_crash_recoveries_are_capped(make_app, fast_settings) -> None:  # type: ignore[no-untyped-def]
     from . import handlers
 
-    app = make_app(plugins=[handlers], entry_points=False,
-                   **{**fast_settings, "max_crash_recoveries": 2})
+    app = make_app(
+        plugins=[handlers], entry_points=False, **{**fast_settings, "max_crash_recoveries": 2}
+    )
     job = app.submit("record", {"tag": "poison"}, max_attempts=10)
     for _ in range(3):
         assert app.store.claim(["default"], 1, "doomed", 30)

@@ -18,9 +18,26 @@ def test_submit_returns_the_committed_job(app: conveyor.Conveyor) -> None:
     stored = app.get(job.id)
     assert stored.to_dict() | {"executions": []} == job.to_dict() | {"executions": []}
     assert set(job.to_dict()) >= {
-        "id", "type", "queue", "priority", "status", "payload", "result", "error", "attempts",
-        "max_attempts", "tenant", "idempotency_key", "run_at", "created_at", "started_at",
-        "finished_at", "depends_on", "batch_id", "progress", "executions",
+        "id",
+        "type",
+        "queue",
+        "priority",
+        "status",
+        "payload",
+        "result",
+        "error",
+        "attempts",
+        "max_attempts",
+        "tenant",
+        "idempotency_key",
+        "run_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "depends_on",
+        "batch_id",
+        "progress",
+        "executions",
     }
 
 
@@ -37,8 +54,15 @@ def test_invalid_payload_has_field_details(app: conveyor.Conveyor) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"priority": "urgent"}, {"max_attempts": 0}, {"delay": -1}, {"run_at": "tomorrow"},
-     {"colour": "red"}, {"delay": 1, "run_at": "2030-01-01T00:00:00Z"}, {"timeout": 0}],
+    [
+        {"priority": "urgent"},
+        {"max_attempts": 0},
+        {"delay": -1},
+        {"run_at": "tomorrow"},
+        {"colour": "red"},
+        {"delay": 1, "run_at": "2030-01-01T00:00:00Z"},
+        {"timeout": 0},
+    ],
 )
 def test_bad_options_are_refused_before_writing(app: conveyor.Conveyor, options: dict) -> None:
     with pytest.raises(InvalidOption):
@@ -71,7 +95,7 @@ def test_fifty_concurrent_submits_with_one_key_make_one_job(app: conveyor.Convey
         try:
             barrier.wait()
             ids.append(app.submit("record", {"tag": "c"}, idempotency_key="same").id)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=submit) for _ in range(50)]
@@ -96,12 +120,14 @@ def test_submit_many_is_all_or_nothing(app: conveyor.Conveyor) -> None:
 
 
 def test_bulk_submit_large(app: conveyor.Conveyor) -> None:
-    jobs = app.submit_many([{"type": "async_record", "payload": {"tag": str(i)}}
-                            for i in range(1500)])
+    jobs = app.submit_many(
+        [{"type": "async_record", "payload": {"tag": str(i)}} for i in range(1500)]
+    )
     assert len({j.id for j in jobs}) == 1500
     assert app.run_burst(concurrency=50) == 1500
     assert app.store.queue_stats() == {} or all(
-        s["depth"] == 0 for s in app.store.queue_stats().values())
+        s["depth"] == 0 for s in app.store.queue_stats().values()
+    )
 
 
 def test_submit_inside_the_callers_transaction(app: conveyor.Conveyor) -> None:

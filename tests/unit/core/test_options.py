@@ -21,8 +21,11 @@ def test_handler_defaults_fill_in() -> None:
 
 
 def test_options_override() -> None:
-    spec = build_spec(handler(), {"a": 1}, {"queue": "x", "priority": "low", "delay": 10,
-                                             "tenant": "acme", "depends_on": "a,b"})
+    spec = build_spec(
+        handler(),
+        {"a": 1},
+        {"queue": "x", "priority": "low", "delay": 10, "tenant": "acme", "depends_on": "a,b"},
+    )
     assert spec.priority == Priority.LOW and spec.tenant == "acme"
     assert spec.depends_on == ["a", "b"] and spec.run_at > time.time() + 9
 

@@ -26,7 +26,7 @@ def make(type_: str = "greet", **options: Any) -> conveyor.Handler:
 
 
 def test_unknown_handler_option_fails_at_registration() -> None:
-    with pytest.raises(PluginError, match="unknown option.*retries"):
+    with pytest.raises(PluginError, match=r"unknown option.*retries"):
         make(retries=3)
 
 
@@ -62,7 +62,7 @@ def test_duplicate_job_type_names_both_plugins() -> None:
     plugins = Plugins()
     plugins.register(PluginA(), name="plugin-a")
     plugins.register(PluginB(), name="plugin-b")
-    with pytest.raises(PluginError, match="'greet'.*plugin-a.*plugin-b"):
+    with pytest.raises(PluginError, match=r"'greet'.*plugin-a.*plugin-b"):
         plugins.build_registry()
 
 

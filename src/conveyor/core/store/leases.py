@@ -13,7 +13,6 @@ from conveyor.core.store.queries import Queries
 from conveyor.core.store.records import ClaimedJob, Completion
 from conveyor.core.store.tables import effects, job_dependencies, jobs
 
-
 #: Due jobs moved to `queued` per claim at most (the rest follow on the next claim).
 PROMOTE_LIMIT = 5000
 
@@ -37,17 +36,19 @@ class LeaseStore:
             for queue in queues:
                 rows = conn.execute(
                     self.q.claim,
-                    {"queue": queue, "limit": limit - len(claimed), "worker": worker,
-                     "lease": lease_seconds},
+                    {
+                        "queue": queue,
+                        "limit": limit - len(claimed),
+                        "worker": worker,
+                        "lease": lease_seconds,
+                    },
                 ).all()
                 claimed.extend(ClaimedJob(*row) for row in rows)
                 if len(claimed) >= limit:
                     break
         return claimed
 
-    def claim_ids(
-        self, ids: Sequence[str], worker: str, lease_seconds: float
-    ) -> list[ClaimedJob]:
+    def claim_ids(self, ids: Sequence[str], worker: str, lease_seconds: float) -> list[ClaimedJob]:
         """Claim exactly these ids if they are still claimable (a broker popped them)."""
         if not ids:
             return []
@@ -179,7 +180,9 @@ class LeaseStore:
                     )
                     .returning(jobs.c.id, jobs.c.has_dependents)
                 ).all()
-                pending.extend((r.id, Status.CANCELLED.value) for r in cancelled if r.has_dependents)
+                pending.extend(
+                    (r.id, Status.CANCELLED.value) for r in cancelled if r.has_dependents
+                )
 
     # --- heartbeats and rescue -----------------------------------------------------------
 
@@ -205,7 +208,12 @@ class LeaseStore:
                 for job_id, token, progress in held:
                     row = conn.execute(
                         self.q.extend_leases,
-                        {"id": job_id, "token": token, "progress": progress, "lease": lease_seconds},
+                        {
+                            "id": job_id,
+                            "token": token,
+                            "progress": progress,
+                            "lease": lease_seconds,
+                        },
                     ).first()
                     if row is not None:
                         rows.append(row)
@@ -240,17 +248,25 @@ class LeaseStore:
                 .where(effects.c.job_id.in_(ids), effects.c.state == "started")
                 .values(state="uncertain")
             )
-            dead = [(r.id, r.status) for r in rescued if r.status == Status.DEAD and r.has_dependents]
+            dead = [
+                (r.id, r.status) for r in rescued if r.status == Status.DEAD and r.has_dependents
+            ]
             if dead:
                 self.resolve_dependents(conn, dead)
-        return rescued
+        return list(rescued)
 
     def release(self, held: Sequence[tuple[str, int]]) -> None:
         """Give leases back without counting the attempt (graceful shutdown)."""
         self.complete(
             [
-                Completion(id=job_id, lease_token=token, status=Status.QUEUED.value,
-                           outcome=None, attempt_delta=-1, delay=0.0)
+                Completion(
+                    id=job_id,
+                    lease_token=token,
+                    status=Status.QUEUED.value,
+                    outcome=None,
+                    attempt_delta=-1,
+                    delay=0.0,
+                )
                 for job_id, token in held
             ]
         )

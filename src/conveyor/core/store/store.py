@@ -55,7 +55,9 @@ class Store(LeaseStore, AdminStore):
     # --- submit --------------------------------------------------------------------------
 
     def insert_jobs(
-        self, specs: Sequence[JobSpec], connection: Connection | None = None,
+        self,
+        specs: Sequence[JobSpec],
+        connection: Connection | None = None,
         batch: dict[str, Any] | None = None,
     ) -> tuple[dict[str, str], set[str]]:
         """Write jobs in one transaction (the caller's, if given).
@@ -219,21 +221,26 @@ class Store(LeaseStore, AdminStore):
             batch = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
             if batch is None:
                 raise JobNotFound(f"no batch with id {batch_id!r}")
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     select(jobs.c.status, func.count())
                     .where(jobs.c.batch_id == batch_id)
                     .group_by(jobs.c.status)
                 ).all()
             )
-            uncertain = conn.execute(
-                select(effects.c.key)
-                .join(jobs, jobs.c.id == effects.c.job_id)
-                .where(jobs.c.batch_id == batch_id, effects.c.state == "uncertain")
-                .order_by(effects.c.key)
-            ).scalars().all()
-        finished = sum(counts.get(s.value, 0) for s in (Status.SUCCEEDED, Status.DEAD,
-                                                        Status.CANCELLED))
+            uncertain = (
+                conn.execute(
+                    select(effects.c.key)
+                    .join(jobs, jobs.c.id == effects.c.job_id)
+                    .where(jobs.c.batch_id == batch_id, effects.c.state == "uncertain")
+                    .order_by(effects.c.key)
+                )
+                .scalars()
+                .all()
+            )
+        finished = sum(
+            counts.get(s.value, 0) for s in (Status.SUCCEEDED, Status.DEAD, Status.CANCELLED)
+        )
         return {
             "id": batch.id,
             "kind": batch.kind,
@@ -269,17 +276,15 @@ class Store(LeaseStore, AdminStore):
             rows = conn.execute(
                 select(workers).where(workers.c.heartbeat_at >= cutoff).order_by(workers.c.id)
             )
-            return [
-                {**dict(r._mapping), "queues": orjson.loads(r.queues)} for r in rows
-            ]
+            return [{**dict(r._mapping), "queues": orjson.loads(r.queues)} for r in rows]
 
 
 def _insert_ignore(dialect: str, table: Any) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _reason(exc: Exception) -> str:

@@ -20,8 +20,22 @@ COPY_THRESHOLD = 200
 NOTIFY_CHANNEL = "conveyor_jobs"
 
 COPY_COLUMNS = (
-    "id", "type", "queue", "priority", "status", "payload", "max_attempts", "timeout", "tenant",
-    "run_at", "created_at", "depends_on", "pending_deps", "batch_id", "error", "finished_at",
+    "id",
+    "type",
+    "queue",
+    "priority",
+    "status",
+    "payload",
+    "max_attempts",
+    "timeout",
+    "tenant",
+    "run_at",
+    "created_at",
+    "depends_on",
+    "pending_deps",
+    "batch_id",
+    "error",
+    "finished_at",
 )
 
 
@@ -33,9 +47,7 @@ def _dependency_states(conn: Connection, ids: set[str], dialect: str) -> dict[st
     return {row.id: row.status for row in conn.execute(query)}
 
 
-def build_rows(
-    conn: Connection, specs: Sequence[JobSpec], dialect: str
-) -> list[dict[str, Any]]:
+def build_rows(conn: Connection, specs: Sequence[JobSpec], dialect: str) -> list[dict[str, Any]]:
     """Rows for the jobs table, with each job's initial status decided."""
     now = time.time()
     wanted = {dep for spec in specs for dep in spec.depends_on}
@@ -102,9 +114,10 @@ def insert_rows(conn: Connection, rows: list[dict[str, Any]], dialect: str) -> s
 def _copy_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(
-        f"COPY jobs ({', '.join(COPY_COLUMNS)}) FROM STDIN"
-    ) as copy:
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY jobs ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row(tuple(row[c] for c in COPY_COLUMNS))
 

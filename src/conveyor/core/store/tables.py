@@ -110,7 +110,9 @@ Index("ix_job_dependencies_parent", job_dependencies.c.depends_on_id)
 executions = Table(
     "executions",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("job_id", String(36), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("worker", String(200)),
