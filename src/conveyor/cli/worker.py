@@ -15,11 +15,20 @@ from conveyor.core.engine import Conveyor
 
 
 def run_worker(
-    app: Conveyor, queues: list[str], concurrency: int, burst: bool, max_jobs: int | None = None
+    app: Conveyor,
+    queues: list[str],
+    concurrency: int,
+    burst: bool,
+    max_jobs: int | None = None,
+    grace_seconds: float = 30.0,
 ) -> int:
     """Run one worker in this process until stopped; returns jobs processed."""
     worker = app.worker(
-        queues=queues or None, concurrency=concurrency, burst=burst, max_jobs=max_jobs
+        queues=queues or None,
+        concurrency=concurrency,
+        burst=burst,
+        max_jobs=max_jobs,
+        grace_seconds=grace_seconds,
     )
     try:
         import uvloop
@@ -39,6 +48,9 @@ def worker(
     autoscale: str = typer.Option(None, "--autoscale", help="MIN:MAX worker processes."),
     burst: bool = typer.Option(False, "--burst", help="Exit 0 once no job is ready or due."),
     max_jobs_per_child: int = typer.Option(None, "--max-jobs-per-child", min=1),
+    grace_seconds: float = typer.Option(
+        30.0, "--grace-seconds", min=0, help="On SIGTERM, how long running jobs may finish."
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run jobs."""
@@ -54,7 +66,7 @@ def worker(
         code = supervise(sys.argv, bounds, get_app(ctx), queues)
         raise typer.Exit(code)
     app = get_app(ctx)
-    run_worker(app, queues, concurrency, burst, max_jobs_per_child)
+    run_worker(app, queues, concurrency, burst, max_jobs_per_child, grace_seconds)
     app.close()
     sys.stdout.flush()
     sys.stderr.flush()
