@@ -38,8 +38,10 @@ log = logging.getLogger("conveyor.reconciler")
 
 CLAIMABLE_VALUES = [status.value for status in CLAIMABLE]
 PAGE = 5000
-#: A job that became due this recently may still have its push in flight: next sweep.
-GRACE_SECONDS = 0.25
+#: Jobs due more recently than this are left to their own push (in flight, or claimed any
+#: moment): at high throughput, sweeping them would cost a read per job for nothing. A lost
+#: push is found within one interval plus this.
+LAG_SECONDS = 1.0
 
 
 # --- reads of the system of record -------------------------------------------------------
@@ -96,7 +98,7 @@ class Reconciler:
         self.interval = max(0.05, interval)
         self.full_seconds = full_seconds or max(60.0, 12 * self.interval)
         # A job's run_at may predate its commit (long transaction, clocks apart): look back.
-        self.overlap = max(10.0, 2 * self.interval)
+        self.overlap = max(5.0, self.interval)
         self._token = f"{os.getpid()}:{id(self):x}"
         self._policy_checked = False
 
@@ -111,7 +113,7 @@ class Reconciler:
         if not redis.set(keys.reconcile_lock, self._token, nx=True, px=lock_ms) and not force:
             return 0
         epoch, mark = redis.mget(keys.epoch, keys.reconcile_mark)
-        until = self.store.now() - GRACE_SECONDS
+        until = self.store.now() - LAG_SECONDS
         if epoch is None or mark is None:
             restored = self.rebuild()
             if epoch is None:
