@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -48,7 +50,59 @@ def prune(
     typer.echo(f"pruned {removed} job(s)")
 
 
+def workers(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+    within: float = typer.Option(60.0, "--within", help="Heartbeat age in seconds."),
+) -> None:
+    """Live workers: host, pid, queues, concurrency, running jobs, last heartbeat."""
+    found = get_app(ctx).store.live_workers(within)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("id", "host", "pid", "queues", "concurrency", "running", "heartbeat age")
+    now = time.time()
+    for w in found:
+        table.add_row(
+            w["id"],
+            w["host"],
+            str(w["pid"]),
+            ",".join(w["queues"]),
+            str(w["concurrency"]),
+            str(w["running"]),
+            f"{now - w['heartbeat_at']:.1f}s",
+        )
+    Console().print(table)
+
+
+def queues(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Depth per queue and priority, scheduled, running, waiting, dead, paused."""
+    stats = get_app(ctx).store.queue_stats()
+    if as_json:
+        print_json(stats)
+        return
+    table = Table(
+        "queue", "high", "medium", "low", "scheduled", "running", "dead", "paused", "oldest wait"
+    )
+    for name, s in sorted(stats.items()):
+        ready = s["ready"]
+        table.add_row(
+            name,
+            str(ready["high"]),
+            str(ready["medium"]),
+            str(ready["low"]),
+            str(s["scheduled"]),
+            str(s["running"]),
+            str(s["dead"]),
+            "yes" if s["paused"] else "",
+            f"{s['oldest_wait_seconds']:.1f}s",
+        )
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("handlers")(handlers)
     app.command("migrate")(migrate)
     app.command("prune")(prune)
+    app.command("workers")(workers)
+    app.command("queues")(queues)
