@@ -225,6 +225,60 @@ def test_png_text_chunks_are_dropped() -> None:
     assert "Author" not in out.info
 
 
+def rgb_profile(name: str, primaries: list[tuple[float, float, float]]) -> bytes:
+    """A minimal ICC v2 matrix/TRC RGB profile (gamma 2.2, D50 white)."""
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    text = name.encode() + b"\0"
+    description = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(78)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(2.2 * 256)) + bytes(2)
+    tags = [
+        (b"desc", description),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        *((sig, xyz(*p)) for sig, p in zip((b"rXYZ", b"gXYZ", b"bXYZ"), primaries, strict=True)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text" + bytes(4) + b"none" + bytes(4)),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body + bytes(-len(body) % 4)
+    header = (
+        struct.pack(">I", offset + len(data))
+        + bytes(4)
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(28)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + bytes(48)
+    )
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+def test_other_colour_profiles_are_converted_to_srgb() -> None:
+    """A profile whose red channel means sRGB's green: after conversion the pixels say green,
+    and no profile is needed (or kept) to show them right."""
+    red, green, blue = (0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)
+    icc = rgb_profile("Swapped primaries", [green, red, blue])
+    data = encoded(Image.new("RGB", (200, 100), (255, 0, 0)), icc_profile=icc, quality=95)
+    for fmt in ("jpeg", "png"):
+        out = opened(render(data, [Size(name="s", width=100)], fmt)[1][0].data)  # type: ignore[arg-type]
+        assert "icc_profile" not in out.info
+        assert close(colour_at(out, 0.5, 0.5), (0, 255, 0), 30)
+
+
 def test_srgb_profile_detection() -> None:
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     assert _is_srgb(srgb)

@@ -17,12 +17,13 @@ MAX_SOURCE_BYTES = 64 * 1024 * 1024
 FETCH_TIMEOUT = 30.0
 
 
+# A plain (threaded) handler: Pillow releases the GIL while it decodes, resamples and encodes,
+# so concurrent jobs in one worker use every core without a process pool.
 @handler(
     "resize_image",
     payload=ResizeImage,
     max_attempts=5,
     timeout=300,
-    cpu_bound=True,
     description="Resize an image (s3://, file:// or https://) into several sizes in storage.",
 )
 def resize_image(payload: ResizeImage, ctx: JobContext) -> dict[str, Any]:
