@@ -180,3 +180,17 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+# REST API bearer tokens. Only a SHA-256 hash of each token is kept: a leaked table reveals no
+# usable credential. `scopes` is a comma-separated subset of submit, read, admin.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("tenant", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
