@@ -226,11 +226,11 @@ class RedisBroker(Broker):
         if not groups:
             return 0
         pipe = self.redis.pipeline(transaction=False)
-        for (key, ready), members in groups.items():
+        for (name, ready), members in groups.items():
             items = list(members.items())
             for start in range(0, len(items), PUSH_CHUNK):
                 # Ready ids keep their place (NX); a delayed job takes its newest run_at.
-                pipe.zadd(key, dict(items[start : start + PUSH_CHUNK]), nx=ready)
+                pipe.zadd(name, dict(items[start : start + PUSH_CHUNK]), nx=ready)
         return sum(int(n) for n in pipe.execute())
 
     def missing(self, jobs: Sequence[Ready]) -> list[Ready]:
@@ -243,7 +243,7 @@ class RedisBroker(Broker):
             pipe.zmscore(self.keys.ready(queue, priority), [job.id for job in members])
             pipe.zmscore(self.keys.delayed(queue), [f"{priority}|{job.id}" for job in members])
         replies = iter(pipe.execute())
-        absent = []
+        absent: list[Ready] = []
         for members in groups.values():
             ready, delayed = next(replies), next(replies)
             absent.extend(
@@ -254,6 +254,9 @@ class RedisBroker(Broker):
     # --- wait ----------------------------------------------------------------------------
 
     def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        if not queues:  # every queue of this worker is paused
+            time.sleep(timeout)
+            return
         deadline = time.monotonic() + timeout
         next_due = self._next_due.get(tuple(queues))
         if next_due is not None:
@@ -270,9 +273,9 @@ class RedisBroker(Broker):
                 return
             if item:
                 key, job_id, score = item
-                queue, priority = by_key[key]
+                queue, priority = by_key[str(key)]
                 with self._stash_lock:
-                    self._stash.append(Popped(job_id, queue, priority, float(score)))
+                    self._stash.append(Popped(str(job_id), queue, priority, float(score)))
                 return
 
     # --- reconcile, inspection, shutdown -------------------------------------------------
