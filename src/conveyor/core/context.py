@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -20,6 +19,22 @@ if TYPE_CHECKING:
 class JobContext:
     """Handed to every handler with its payload; one per attempt."""
 
+    __slots__ = (
+        "_ledger",
+        "_progress",
+        "app",
+        "attempt",
+        "batch_id",
+        "cancel_reason",
+        "job_id",
+        "max_attempts",
+        "progress_dirty",
+        "queue",
+        "tenant",
+        "type",
+        "worker_id",
+    )
+
     def __init__(self, app: Conveyor, claimed: ClaimedJob, worker_id: str) -> None:
         self.app = app
         self.job_id = claimed.id
@@ -30,8 +45,8 @@ class JobContext:
         self.tenant = claimed.tenant or None
         self.batch_id = claimed.batch_id
         self.worker_id = worker_id
-        self.logger = logging.getLogger(f"conveyor.job.{claimed.type}")
-        self._cancel = threading.Event()
+        # Set once, read by the handler's thread: a plain attribute is enough (and one
+        # threading.Event per job costs more than the rest of this constructor).
         self.cancel_reason: str | None = None
         self._ledger: EffectsLedger | None = None
         self._progress: dict[str, Any] | None = None
@@ -44,15 +59,18 @@ class JobContext:
         return self._ledger
 
     @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger(f"conveyor.job.{self.type}")
+
+    @property
     def cancelled(self) -> bool:
         """True once the job was cancelled or timed out; long handlers should check it."""
-        return self._cancel.is_set()
+        return self.cancel_reason is not None
 
     def cancel(self, reason: str = "user") -> None:
         """Ask the handler to stop: "user" (cancelled), "timeout", "lease" or "shutdown"."""
         if self.cancel_reason is None:
             self.cancel_reason = reason
-        self._cancel.set()
 
     def once(self, key: str, on_uncertain: OnUncertain = "skip") -> AbstractContextManager[bool]:
         """Run a side effect at most once across every attempt of every job (see CONTRACT)."""

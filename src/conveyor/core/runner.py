@@ -59,8 +59,11 @@ async def run_attempt(
             run = contextvars.copy_context().run
             call = loop.run_in_executor(threads, run, handler.func, payload, ctx)
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
                 value = await call
+            else:
+                async with asyncio.timeout(timeout):
+                    value = await call
         except TimeoutError:
             if timeout is not None and ctx.cancelled is False and time.time() - started >= timeout:
                 timed_out = True
