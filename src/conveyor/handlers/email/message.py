@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import binascii
 import re
+import uuid
 from collections.abc import Mapping, Sequence
-from email import policy
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, localtime
+from email.utils import formataddr, formatdate
 from html.parser import HTMLParser
 
 from conveyor import PermanentError
 from conveyor.handlers.email.rendering import Rendered
 
-#: CRLF line endings and RFC-compliant folding, as SMTP wants them.
-SMTP_POLICY = policy.SMTP
+#: Header lines are folded to this where possible (RFC 5322 says SHOULD 78, MUST 998).
+MAX_HEADER_LINE = 78
+#: Longer body lines make a part quoted-printable (RFC 5322 caps lines at 998).
+MAX_7BIT_LINE = 998
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"{_ATEXT}(\.{_ATEXT})*")
@@ -82,31 +85,96 @@ def build_message(
     reply_to: Address | None = None,
     unsubscribe: str | None = None,
     headers: Mapping[str, str] | None = None,
-) -> EmailMessage:
-    """A message with a plain-text part and, given HTML, a multipart/alternative HTML part."""
-    msg = EmailMessage(policy=SMTP_POLICY)
-    try:
-        msg["From"] = sender
-        msg["To"] = tuple(to)
-        if reply_to is not None:
-            msg["Reply-To"] = reply_to
-        msg["Subject"] = rendered.subject
-        msg["Date"] = format_datetime(localtime())
-        msg["Message-ID"] = message_id
-        if unsubscribe:
-            msg["List-Unsubscribe"] = f"<{unsubscribe}>"
-            if unsubscribe.lower().startswith("https:"):
-                msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        for name, value in (headers or {}).items():
-            msg[name] = value
-    except ValueError as exc:
-        # The email package refuses CR/LF in header values: header injection.
-        raise PermanentError(f"refused header value: {exc}") from None
+) -> bytes:
+    """The message as SMTP wants it (CRLF, 7bit or quoted-printable): a text/plain part and,
+    given HTML, a multipart/alternative with the HTML part after it.
+
+    Written directly rather than through `email.message.EmailMessage`, whose header registry
+    costs about 2 ms of CPU per message: a campaign's worker spent more time there than in
+    SMTP and the database together. Tests parse every message back with the stdlib parser.
+    """
+    lines = [
+        ("From", _address_header([sender])),
+        ("To", _address_header(to)),
+    ]
+    if reply_to is not None:
+        lines.append(("Reply-To", _address_header([reply_to])))
+    lines += [
+        ("Subject", _text_header("Subject", rendered.subject)),
+        ("Date", formatdate(localtime=True)),
+        ("Message-ID", message_id),
+    ]
+    if unsubscribe:
+        lines.append(("List-Unsubscribe", f"<{unsubscribe}>"))
+        if unsubscribe.lower().startswith("https:"):
+            lines.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    for name, value in (headers or {}).items():
+        lines.append((name, _text_header(name, value)))
+    lines.append(("MIME-Version", "1.0"))
+    head = "".join(f"{name}: {value}\r\n" for name, value in lines).encode("ascii")
+
     text = rendered.text if rendered.text is not None else html_to_text(rendered.html or "")
-    msg.set_content(text)
-    if rendered.html is not None:
-        msg.add_alternative(rendered.html, subtype="html")
-    return msg
+    if rendered.html is None:
+        return head + _part(text, "plain")
+    boundary = f"=_conveyor_{uuid.uuid4().hex}"
+    return b"".join(
+        [
+            head,
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+            f"--{boundary}\r\n".encode(),
+            _part(text, "plain"),
+            f"\r\n--{boundary}\r\n".encode(),
+            _part(rendered.html, "html"),
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def _address_header(addresses: Sequence[Address]) -> str:
+    items = [formataddr((a.display_name, a.addr_spec), "utf-8") for a in addresses]
+    # Fold between addresses so that no line passes 78 characters where it can be helped.
+    out, width = "", 4
+    for index, item in enumerate(items):
+        if index:
+            if width + len(item) + 2 > MAX_HEADER_LINE:
+                out += ",\r\n "
+                width = 1
+            else:
+                out += ", "
+                width += 2
+        out += item
+        width += len(item)
+    return out
+
+
+def _text_header(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise PermanentError(f"refused header value for {name}: line break or NUL")
+    if value.isascii() and len(name) + len(value) + 2 <= MAX_HEADER_LINE:
+        return value
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return str(Header(value, charset, header_name=name).encode(linesep="\r\n"))
+
+
+def _part(body: str, subtype: str) -> bytes:
+    """One text part with its headers; 7bit when it can be, quoted-printable otherwise."""
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if body.isascii() and all(len(line) <= MAX_7BIT_LINE for line in lines):
+        encoding, payload = "7bit", "\r\n".join(lines).encode("ascii")
+    else:
+        raw = "\n".join(lines).encode("utf-8")
+        encoded = binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False)
+        encoding, payload = "quoted-printable", encoded.replace(b"\n", b"\r\n")
+    return (
+        (
+            f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+        ).encode()
+        + payload
+        + b"\r\n"
+    )
 
 
 def html_to_text(html: str) -> str:
@@ -141,7 +209,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in self._HIDDEN:
             self._hidden = max(0, self._hidden - 1)
-        elif tag in self._BLOCKS:
+        elif tag in self._BLOCKS and tag not in ("li", "br"):
             self.out.append("\n")
         if tag == "a" and self._href:
             self.out.append(f" ({self._href})")

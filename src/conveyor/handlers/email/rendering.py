@@ -22,7 +22,6 @@ from jinja2 import (
     StrictUndefined,
     Template,
     TemplateError,
-    TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
 )
@@ -108,18 +107,20 @@ class Templates:
             raise PermanentError(
                 f"invalid template name {name!r}: use letters, digits, '_', '-', '.' and '/'"
             )
+        # A named template is one folder: the first directory holding it supplies every part.
+        folder = next((d / name for d in self.directories if (d / name).is_dir()), None)
+        if folder is None:
+            where = ", ".join(str(d) for d in self.directories)
+            raise PermanentError(f"no email template named {name!r} (looked in {where})")
         found: dict[str, Template] = {}
         for part, filename in PART_FILES.items():
+            if not (folder / filename).is_file():
+                continue
             env = self._html if part == "html" else self._text
             try:
                 found[part] = env.get_template(f"{name}/{filename}")
-            except TemplateNotFound:
-                continue
             except TemplateSyntaxError as exc:
                 raise PermanentError(_syntax_message(exc, f"{name}/{filename}")) from None
-        if not found:
-            where = ", ".join(str(d) for d in self.directories)
-            raise PermanentError(f"no email template named {name!r} (looked in {where})")
         return found
 
     def _compile_inline(self, part: str, source: str) -> Template:

@@ -8,7 +8,6 @@ from urllib.parse import quote
 
 from conveyor import JobCancelled, JobContext, PermanentError, handler
 from conveyor.handlers.email.message import (
-    SMTP_POLICY,
     build_message,
     check_unsubscribe,
     parse_address,
@@ -74,7 +73,7 @@ def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
     rendered = templates.render(payload.template, inline, context)
 
     message_id = f"<{ctx.job_id}@{sender.domain}>"
-    message = build_message(
+    data = build_message(
         sender=sender,
         to=recipients,
         rendered=rendered,
@@ -83,7 +82,6 @@ def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
         unsubscribe=unsubscribe,
         headers={"X-Conveyor-Campaign": campaign_id} if campaign_id else None,
     )
-    data = message.as_bytes(policy=SMTP_POLICY)
 
     transport = transport_for(settings.smtp_url)
     scope = campaign_id or ctx.job_id
