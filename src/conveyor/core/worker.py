@@ -67,6 +67,7 @@ class Worker:
         self._unflushed: dict[str, ClaimedJob] = {}
         self._completions: list[Completion] = []
         self._stopping = threading.Event()
+        self._closing = False  # set once run() winds down: the flush loop ends after its flush
         self._io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
         self._hooks = app.plugins.has_lifecycle_hooks()
@@ -113,9 +114,14 @@ class Worker:
             self.app.plugins.worker_stopping(self)
             await self._drain()
         finally:
-            for task in background:
+            flusher, *others = background
+            for task in others:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            # Never cancel the flusher mid-write: the batch it took would be lost and its jobs
+            # left running until their leases expire. Let it finish, then stop.
+            self._closing = True
+            self._flush_wanted.set()
+            await asyncio.gather(flusher, *others, return_exceptions=True)
             await self._flush()
             await self._io_call(self.app.store.worker_gone, self.id)
             self._io.shutdown(wait=False)
@@ -156,19 +162,31 @@ class Worker:
                 continue
             if self.burst and await self._burst_done():
                 break
-            if self._running:
-                # Jobs in flight: wait for a slot or a short poll, whichever comes first.
-                self._wake.clear()
-                await self._wait_event(self._wake, self.settings.poll_seconds)
-                continue
-            idle_since = idle_since or time.monotonic()
-            try:
-                await self._io_call(
-                    self.app.broker.wait, queues, min(1.0, self.settings.poll_seconds)
-                )
-            except Exception as exc:
-                log.warning("wait failed: %s", _first_line(exc))
-                await self._sleep(1.0)
+            if not self._running:
+                idle_since = idle_since or time.monotonic()
+            await self._wait_for_work(queues)
+
+    async def _wait_for_work(self, queues: list[str]) -> None:
+        """Until a running job finishes (a slot frees) or the broker's wake-up says work may
+        be ready, `poll_seconds` at most. A broker wait blocks an I/O thread, so at most one
+        is in flight; one that outlives this call serves the next."""
+        self._wake.clear()
+        pending = getattr(self, "_broker_wait", None)
+        if pending is None or pending.done():
+            wait = self._io_call(self.app.broker.wait, queues, min(1.0, self.settings.poll_seconds))
+            pending = self._broker_wait = asyncio.ensure_future(wait)
+        slot = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {slot, pending}, timeout=self.settings.poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            slot.cancel()
+        failure = pending.exception() if pending.done() and not pending.cancelled() else None
+        if failure is not None:
+            log.warning("wait failed: %s", _first_line(failure))
+            await self._sleep(1.0)
 
     async def _burst_done(self) -> bool:
         if self._running or self._completions or self._unflushed:
@@ -203,7 +221,7 @@ class Worker:
 
     async def _flush_loop(self) -> None:
         # Group commit: while one flush is in flight the next batch accumulates.
-        while True:
+        while not self._closing:
             await self._flush_wanted.wait()
             self._flush_wanted.clear()
             await self._flush()

@@ -257,6 +257,8 @@ class RedisBroker(Broker):
         if not queues:  # every queue of this worker is paused
             time.sleep(timeout)
             return
+        if any(p.queue in queues for p in self._stash):
+            return  # an earlier wait popped work the next fetch has not taken yet
         deadline = time.monotonic() + timeout
         next_due = self._next_due.get(tuple(queues))
         if next_due is not None:
