@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from conveyor.cli import demo, jobs, manage, worker
+from conveyor.cli import demo, jobs, manage, serve, worker
 from conveyor.cli.common import AppState
 from conveyor.core.errors import ConveyorError, StoreUnavailable
 
@@ -35,7 +35,7 @@ def root(
     ctx.obj = AppState(database_url=database_url, broker_url=broker_url, plugins=plugins)
 
 
-for module in (jobs, worker, manage, demo):
+for module in (jobs, worker, manage, demo, serve):
     module.register(app)
 
 
