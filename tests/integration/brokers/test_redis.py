@@ -130,6 +130,18 @@ def test_wait_blocks_until_a_push_wakes_it(app: conveyor.Conveyor):
     assert fetch(app) == [job.id]  # the id the blocking pop took is claimed first
 
 
+def test_an_id_popped_by_a_wait_survives_close(
+    app_factory: AppFactory, pg_database: str, redis_prefix: str
+):
+    first = app_factory(pg_database, broker_url=redis_url(redis_prefix))
+    job = first.submit("task", {})
+    first.broker.wait(["default"], 1.0)  # pops the id into the broker's hand
+    assert broker_of(first).depths(["default"])["default"]["medium"] == 0
+    first.close()  # never fetched: the id goes back
+    second = app_factory(pg_database, broker_url=redis_url(redis_prefix))
+    assert fetch(second) == [job.id]
+
+
 def test_wait_times_out_when_nothing_arrives(app: conveyor.Conveyor):
     started = time.monotonic()
     app.broker.wait(["default"], 0.5)
