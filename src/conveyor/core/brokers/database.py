@@ -37,6 +37,10 @@ class DatabaseBroker(Broker):
         self._local.set()
 
     def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        if self.store.is_postgres:
+            # Listen before looking: a submit that commits between the look and the LISTEN
+            # would otherwise go unheard until the timeout.
+            self._ensure_listening()
         due = self.store.seconds_until_due(queues)
         if due is not None:
             timeout = min(timeout, max(due, 0.0))
@@ -61,6 +65,13 @@ class DatabaseBroker(Broker):
                 # A lost listener degrades to polling until it reconnects; never crash.
                 self._drop_listener()
                 time.sleep(min(timeout, self.settings.poll_seconds))
+
+    def _ensure_listening(self) -> None:
+        with self._listen_lock:
+            try:
+                self._listen_connection()
+            except Exception:
+                self._drop_listener()
 
     def _listen_connection(self) -> Any:
         if self._listener is None or self._listener.closed:
