@@ -18,7 +18,8 @@ from conveyor.core.engine import Conveyor
 from conveyor.core.jobs import Job
 from conveyor.core.settings import Settings
 
-console = Console()
+# Wide enough for the results table even when stdout is not a terminal.
+console = Console(width=max(Console().width, 110))
 
 
 def _sample_image(path: Path) -> None:
@@ -54,7 +55,8 @@ def _workload_jobs(app: Conveyor, root: Path) -> list[tuple[str, Job]]:
     jobs: list[tuple[str, Job]] = []
     registry = app.registry
     if "resize_image" in registry:
-        source = root / "input" / "sample.jpg"
+        # Sources must lie inside the storage directory (a submitter cannot read the disk).
+        source = root / "data" / "input" / "sample.jpg"
         _sample_image(source)
         jobs.append(
             (
@@ -192,9 +194,8 @@ def _report(app: Conveyor, jobs: list[tuple[str, Job]], root: Path, seconds: flo
     table = Table(
         "what it shows",
         "type",
-        "priority",
         "status",
-        "attempts",
+        "tries",
         "result",
         title=f"What happened ({seconds:.1f} s)",
     )
@@ -204,7 +205,6 @@ def _report(app: Conveyor, jobs: list[tuple[str, Job]], root: Path, seconds: flo
         table.add_row(
             note,
             job.type,
-            job.priority,
             f"[{colour}]{job.status}",
             str(job.attempts),
             _summary(job),
