@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 import typer
 
@@ -14,22 +15,9 @@ from conveyor.cli.common import fail, get_app
 from conveyor.core.engine import Conveyor
 
 
-def run_worker(
-    app: Conveyor,
-    queues: list[str],
-    concurrency: int,
-    burst: bool,
-    max_jobs: int | None = None,
-    grace_seconds: float = 30.0,
-) -> int:
+def run_worker(app: Conveyor, queues: list[str], **options: Any) -> int:
     """Run one worker in this process until stopped; returns jobs processed."""
-    worker = app.worker(
-        queues=queues or None,
-        concurrency=concurrency,
-        burst=burst,
-        max_jobs=max_jobs,
-        grace_seconds=grace_seconds,
-    )
+    worker = app.worker(queues=queues or None, **options)
     try:
         import uvloop
 
@@ -47,7 +35,12 @@ def worker(
     processes: int = typer.Option(None, "--processes", min=1, max=256),
     autoscale: str = typer.Option(None, "--autoscale", help="MIN:MAX worker processes."),
     burst: bool = typer.Option(False, "--burst", help="Exit 0 once no job is ready or due."),
-    max_jobs_per_child: int = typer.Option(None, "--max-jobs-per-child", min=1),
+    max_jobs_per_child: int = typer.Option(
+        None, "--max-jobs-per-child", min=1, help="Recycle a worker after this many jobs."
+    ),
+    max_memory_per_child: float = typer.Option(
+        None, "--max-memory-per-child", min=1, help="Recycle a worker past this RSS, in MB."
+    ),
     grace_seconds: float = typer.Option(
         30.0, "--grace-seconds", min=0, help="On SIGTERM, how long running jobs may finish."
     ),
@@ -66,7 +59,15 @@ def worker(
         code = supervise(sys.argv, bounds, get_app(ctx), queues)
         raise typer.Exit(code)
     app = get_app(ctx)
-    run_worker(app, queues, concurrency, burst, max_jobs_per_child, grace_seconds)
+    run_worker(
+        app,
+        queues,
+        concurrency=concurrency,
+        burst=burst,
+        max_jobs=max_jobs_per_child,
+        max_memory_mb=max_memory_per_child,
+        grace_seconds=grace_seconds,
+    )
     app.close()
     sys.stdout.flush()
     sys.stderr.flush()

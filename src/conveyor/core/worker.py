@@ -50,6 +50,7 @@ class Worker:
         install_signal_handlers: bool = True,
         worker_id: str | None = None,
         max_jobs: int | None = None,
+        max_memory_mb: float | None = None,
     ) -> None:
         self.app = app
         self.settings = app.settings
@@ -60,6 +61,7 @@ class Worker:
         self.grace_seconds = grace_seconds
         self.install_signal_handlers = install_signal_handlers
         self.max_jobs = max_jobs
+        self.max_memory_mb = max_memory_mb
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:x}"
         self.processed = 0
         self.paused: set[str] = set()
@@ -178,7 +180,8 @@ class Worker:
         slot = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait(
-                {slot, pending}, timeout=self.settings.poll_seconds,
+                {slot, pending},
+                timeout=self.settings.poll_seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -292,6 +295,10 @@ class Worker:
                 log.warning("heartbeat failed: %s", _first_line(exc))
 
     async def _heartbeat(self) -> None:
+        if self.max_memory_mb is not None and _rss_mb() > self.max_memory_mb:
+            # Recycle: stop claiming and drain; a supervisor starts a fresh process.
+            log.info("resident memory past %g MB: recycling this worker", self.max_memory_mb)
+            self.stop()
         held = []
         for job_id, job in list(self._unflushed.items()):
             entry = self._running.get(job_id)
@@ -376,6 +383,16 @@ class Worker:
     async def _wait_event(event: asyncio.Event, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux), in MB; 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def _first_line(exc: BaseException) -> str:
