@@ -39,7 +39,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.metrics")
 
-__all__ = ["CONTENT_TYPE_LATEST", "JobMetrics", "Metrics", "QueueCollector", "install", "render"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "JobMetrics",
+    "Metrics",
+    "QueueCollector",
+    "install",
+    "render",
+    "serve_metrics",
+]
 
 #: Attempts range from milliseconds (a no-op) to an hour (a big export).
 DURATION_BUCKETS = (

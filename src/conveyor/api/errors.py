@@ -123,7 +123,8 @@ def _http_error(request: Request, exc: Exception) -> JSONBody:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route {request.method} {request.url.path}"
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONBody:

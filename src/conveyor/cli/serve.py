@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import sys
 import time
 
@@ -45,6 +46,9 @@ def serve(
         print(f"conveyor: {exc}; /readyz answers 503 until it is back", file=sys.stderr)
     # Off loopback a token is always required, even if every token is later revoked.
     api = create_app(app, require_auth=None if loopback else True)
+    # uvicorn drains on SIGTERM, then re-raises it under the handler found at start: a
+    # no-op one makes a graceful stop exit 0, as `conveyor worker` does.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.run(api, host=host, port=port, log_level=log_level.lower(), access_log=False)
     finally:
