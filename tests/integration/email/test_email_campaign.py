@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def test_rate_per_second_staggers_the_sends(email_app, smtp_server, drain) -> No
     (done,) = drain(email_app, job.id)
     children = sorted(batch_jobs(email_app, done.result["batch_id"]), key=lambda j: j.run_at)
     starts = [child.run_at.timestamp() for child in children]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap == pytest.approx(0.1, abs=0.01) for gap in gaps)
     drain(email_app, *(c.id for c in children))
     times = sorted(d.at for d in smtp_server.sink.deliveries)

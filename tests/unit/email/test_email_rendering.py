@@ -47,6 +47,7 @@ def test_missing_variable_names_it() -> None:
         "{{ 9 ** 99999 }}",
         "{{ range(10**8) | list }}",
         "{% for i in range(99999) %}{% for j in range(99999) %}xxxxxxxxxx{% endfor %}{% endfor %}",
+        "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
     ],
 )
 def test_sandbox_refuses_attacks(source: str) -> None:
@@ -98,3 +99,8 @@ def test_template_without_a_body_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty" / "subject.txt").write_text("S")
     with pytest.raises(PermanentError, match=r"neither body\.txt nor body\.html"):
         Templates(str(tmp_path)).render("empty", INLINE, {})
+
+
+def test_loops_within_the_budget_render() -> None:
+    out = render({"subject": "s", "text": "{% for i in range(3) %}{{ i }}{% endfor %}"})
+    assert out.text == "012"

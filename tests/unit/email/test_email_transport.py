@@ -66,10 +66,9 @@ def test_outbox_paths() -> None:
 
 def test_file_transport_writes_one_file_per_delivery(tmp_path: Path) -> None:
     transport = FileTransport(tmp_path / "out")
-    with transport.session() as session:
-        session.send("a@example.test", "b@example.test", b"Subject: x\r\n\r\nhi\r\n", "<1@x>")
-        session.send("a@example.test", "B@example.test", b"Subject: x\r\n\r\nhi\r\n", "<1@x>")
-        session.send("a@example.test", "c@example.test", b"Subject: x\r\n\r\nhi\r\n", "<1@x>")
+    data = b"Subject: x\r\n\r\nhi\r\n"
+    for recipient in ("b@example.test", "B@example.test", "c@example.test"):
+        transport.run(lambda session, r=recipient: session.send("a@example.test", r, data, "<1@x>"))
     assert len(list((tmp_path / "out").glob("*.eml"))) == 2  # a repeat overwrites
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 
 from conveyor import PermanentError
 
@@ -38,6 +39,10 @@ MAX_RENDERED_CHARS = 2_000_000
 MAX_REPEAT = 100_000
 MAX_EXPONENT = 1_000
 MAX_SUBJECT_CHARS = 998
+#: `range()` calls of one render may produce this many numbers in total (nested loops).
+MAX_RANGE_TOTAL = 1_000_000
+
+_range_budget: ContextVar[list[int] | None] = ContextVar("range_budget", default=None)
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 
@@ -51,10 +56,26 @@ class Rendered:
     html: str | None
 
 
+def _budgeted_range(*args: int) -> range:
+    """The sandbox's `range`, also capped in total across one render (nested loops)."""
+    numbers = safe_range(*args)
+    budget = _range_budget.get()
+    if budget is not None:
+        budget[0] -= len(numbers)
+        if budget[0] < 0:
+            raise SecurityError(f"template loops over more than {MAX_RANGE_TOTAL} numbers")
+    return numbers
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, also refusing arithmetic that builds huge values."""
+    """The immutable sandbox, also refusing arithmetic that builds huge values and loops
+    that run for too long."""
 
     intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _budgeted_range
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
@@ -168,6 +189,7 @@ def render_part(template: Template, part: str, context: Mapping[str, Any]) -> st
     """Render one compiled part, streaming so that an oversized output stops early."""
     chunks: list[str] = []
     size = 0
+    budget = _range_budget.set([MAX_RANGE_TOTAL])
     try:
         for chunk in template.generate(context):
             size += len(chunk)
@@ -185,6 +207,8 @@ def render_part(template: Template, part: str, context: Mapping[str, Any]) -> st
     except Exception as exc:
         # A template bug (division by zero, a range too big): rendering again cannot help.
         raise PermanentError(f"template failed in {part}: {type(exc).__name__}: {exc}") from None
+    finally:
+        _range_budget.reset(budget)
     return "".join(chunks)
 
 

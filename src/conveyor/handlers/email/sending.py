@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from email.headerregistry import Address
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +17,7 @@ from conveyor.handlers.email.message import (
 )
 from conveyor.handlers.email.payloads import SendEmail
 from conveyor.handlers.email.rendering import templates_for
-from conveyor.handlers.email.transport import RecipientRefused, transport_for
+from conveyor.handlers.email.transport import RecipientRefused, Session, transport_for
 
 #: The effects table keys are at most this long.
 LEDGER_KEY_MAX = 500
@@ -87,21 +89,22 @@ def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
     scope = campaign_id or ctx.job_id
     skipped: list[str] = []
     refused: dict[str, str] = {}
+
+    def deliver(session: Session, recipient: Address) -> None:
+        # Runs on the connection's own thread: the key is only ever started while its send
+        # proceeds, so a dead worker leaves at most one uncertain key per connection.
+        key = ledger_key(scope, recipient_key(recipient))
+        with ctx.once(key, on_uncertain=payload.on_uncertain) as first:
+            if first:
+                session.send(sender.addr_spec, recipient.addr_spec, data, message_id)
+            else:
+                skipped.append(recipient.addr_spec)
+
     for recipient in recipients:
         if ctx.cancelled:
             raise JobCancelled(f"cancelled before sending to {recipient.addr_spec}")
-        key = ledger_key(scope, recipient_key(recipient))
         try:
-            # The connection first, then the ledger: a key is only ever started while its
-            # send can proceed, so a dead worker leaves at most one uncertain key per connection.
-            with (
-                transport.session() as session,
-                ctx.once(key, on_uncertain=payload.on_uncertain) as first,
-            ):
-                if first:
-                    session.send(sender.addr_spec, recipient.addr_spec, data, message_id)
-                else:
-                    skipped.append(recipient.addr_spec)
+            transport.run(partial(deliver, recipient=recipient))
         except RecipientRefused as exc:
             refused[recipient.addr_spec] = str(exc)
     if refused:

@@ -1,30 +1,34 @@
 """Where messages go: SMTP (plain, implicit TLS or STARTTLS, with auth) or a folder of .eml files.
 
 A worker process keeps one small pool of SMTP connections per URL (one connection unless the
-URL says `?pool=N`) and reuses it across jobs; sync handlers run in threads, so a connection is
-lent to one thread at a time. Replies map onto Conveyor's vocabulary: 4xx and connection
-failures are retryable, 5xx and refused recipients permanent, and a reply lost after the whole
-message was handed over is an uncertain effect (it may have been delivered).
+URL says `?pool=N`) and reuses it across jobs; each connection belongs to one thread, which
+performs the deliveries that jobs hand to the pool. Replies map onto Conveyor's vocabulary:
+4xx and connection failures are retryable, 5xx and refused recipients permanent, and a reply
+lost after the whole message was handed over is an uncertain effect (it may have been
+delivered).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import smtplib
 import ssl
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from conveyor import PermanentError, RetryableError
 from conveyor.core.errors import UncertainEffect
+
+T = TypeVar("T")
 
 SMTP_SCHEMES = {"smtp": 25, "smtps": 465, "smtp+starttls": 587}
 DEFAULT_TIMEOUT = 30.0
@@ -90,12 +94,16 @@ def _redact(url: str) -> str:
 
 
 class Transport(ABC):
-    """Delivers one message to one envelope recipient."""
+    """Delivers messages, one envelope recipient at a time."""
 
     @abstractmethod
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """Lend a connection for a few sends; blocks while every pooled connection is busy."""
+    def run(self, work: Callable[[Session], T]) -> T:
+        """Call `work(session)` where it may use a connection, and return what it returns.
+
+        SMTP runs it on the thread that owns a pooled connection, one call at a time per
+        connection, so everything `work` does (ledger writes included) is serialised with
+        that connection's sends.
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -117,9 +125,8 @@ class FileTransport(Transport, Session):
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        yield self
+    def run(self, work: Callable[[Session], T]) -> T:
+        return work(self)
 
     def close(self) -> None:
         pass  # every write is complete when send returns
@@ -146,38 +153,48 @@ def outbox_path(url: str) -> Path:
 
 
 class SmtpTransport(Transport):
-    """A per-process pool of `config.pool` SMTP connections, reconnecting when one fails."""
+    """A per-process pool of `config.pool` SMTP connections, each owned by one thread.
+
+    Jobs hand their deliveries to the pool's threads rather than borrowing a connection
+    under a lock: a busy connection then works through its backlog back to back, without a
+    thread handoff between two messages.
+    """
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
-        self._free: queue.LifoQueue[SmtpConnection] = queue.LifoQueue()
-        for _ in range(config.pool):
-            self._free.put(SmtpConnection(config))
+        self._executor = ThreadPoolExecutor(config.pool, thread_name_prefix="conveyor-smtp")
+        self._local = threading.local()
+        self._connections: list[SmtpConnection] = []
+        self._lock = threading.Lock()
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
+    def run(self, work: Callable[[Session], T]) -> T:
         try:
-            connection = self._free.get(timeout=POOL_WAIT_SECONDS)
-        except queue.Empty:
+            future = self._executor.submit(self._on_connection, work)
+        except RuntimeError:  # closed while this job was starting
+            raise RetryableError("the SMTP connection pool was closed") from None
+        try:
+            return future.result(timeout=POOL_WAIT_SECONDS)
+        except FutureTimeout:
+            future.cancel()
             raise RetryableError(
                 f"every SMTP connection to {self.config.where} stayed busy for "
                 f"{POOL_WAIT_SECONDS:g}s"
             ) from None
-        try:
-            yield connection
-        finally:
-            self._free.put(connection)
+
+    def _on_connection(self, work: Callable[[Session], T]) -> T:
+        connection: SmtpConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = SmtpConnection(self.config)
+            with self._lock:
+                self._connections.append(connection)
+        return work(connection)
 
     def close(self) -> None:
-        held = []
-        while True:
-            try:
-                held.append(self._free.get_nowait())
-            except queue.Empty:
-                break
-        for connection in held:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
             connection.close()
-            self._free.put(connection)
 
 
 class SmtpConnection(Session):
