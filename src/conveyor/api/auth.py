@@ -12,12 +12,13 @@ install) every call acts with every scope.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from conveyor.api.errors import ApiError
 from conveyor.core.store import tokens
@@ -67,41 +68,43 @@ class Authenticator:
         self.app = app
         self.required = required
 
-    def enabled(self) -> bool:
-        if self.required or self.app.settings.admin_token:
-            return True
-        if self.required is False:
-            return False
-        return tokens.any_active(self.app.store.engine)
-
-    def authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    async def authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """Answers from memory when it can (the admin token, auth forced on or off); only a
+        token lookup or the any-token-exists check goes to the database, in a thread."""
         if credentials is None or not credentials.credentials:
-            if self.enabled():
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "this endpoint needs a token: Authorization: Bearer <token>",
-                    headers=CHALLENGE,
-                )
-            return ANONYMOUS
+            if not await self._enabled():
+                return ANONYMOUS
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this endpoint needs a token: Authorization: Bearer <token>",
+                headers=CHALLENGE,
+            )
         token = credentials.credentials.strip()
         admin = self.app.settings.admin_token
         if admin and hmac.compare_digest(token.encode(), admin.encode()):
             return Principal("admin-token", ALL_SCOPES)
-        record = tokens.find_token(self.app.store.engine, token)
+        record = await run_in_threadpool(tokens.find_token, self.app.store.engine, token)
         if record is None:
             raise ApiError(401, "unauthorized", "unknown or revoked token", headers=CHALLENGE)
         return Principal(record.name, record.scopes, record.tenant)
 
+    async def _enabled(self) -> bool:
+        if self.required or self.app.settings.admin_token:
+            return True
+        if self.required is False:
+            return False
+        return bool(await run_in_threadpool(tokens.any_active, self.app.store.engine))
 
-def require(scope: str) -> Callable[..., Principal]:
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, who must hold `scope` (or `admin`)."""
 
-    def dependency(
+    async def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
-        principal = authenticator.authenticate(credentials)
+        principal = await authenticator.authenticate(credentials)
         if not principal.allows(scope):
             raise ApiError(
                 403,
@@ -115,9 +118,7 @@ def require(scope: str) -> Callable[..., Principal]:
     return dependency
 
 
-def require_operator(
-    request: Request, principal: Principal = Depends(require("admin"))
-) -> Principal:
+async def require_operator(principal: Principal = Depends(require("admin"))) -> Principal:
     """Admin for the whole system: a tenant's admin token cannot pause everyone's queue."""
     if principal.tenant is not None:
         raise ApiError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from conveyor.api import schemas
 from conveyor.api.auth import Principal, require
@@ -18,13 +18,18 @@ router = APIRouter(tags=["catalog"])
     summary="Job types",
     responses={200: {"model": list[schemas.HandlerInfo]}, **schemas.errors(401, 403)},
 )
-def list_handlers(
+async def list_handlers(
+    request: Request,
     principal: Principal = Depends(require("read")),
     app: Conveyor = Depends(conveyor_app),
 ) -> JSONBody:
     """Every job type: description, payload JSON Schema, queue, priority, max_attempts,
     timeout, rate limit and the plugin that registered it (as `conveyor handlers --json`)."""
-    return JSONBody([handler.describe() for handler in app.registry])
+    # The registry is fixed once the app is built, and JSON Schema generation is slow.
+    described = getattr(request.app.state, "handlers", None)
+    if described is None:
+        described = request.app.state.handlers = [h.describe() for h in app.registry]
+    return JSONBody(described)
 
 
 @router.get(

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from conveyor.core.engine import Conveyor
 
 
-def conveyor_app(request: Request) -> Conveyor:
-    """The `Conveyor` this API serves (set by `create_app`)."""
+async def conveyor_app(request: Request) -> Conveyor:
+    """The `Conveyor` this API serves (set by `create_app`). Async: a sync dependency would
+    cost a trip through the thread pool for an attribute read."""
     app: Conveyor = request.app.state.conveyor
     return app

@@ -221,3 +221,20 @@ def test_bulk_batch_progress(served: Served) -> None:
     missing = served.client.get("/batches/0000")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_concurrent_repeats_of_one_key_make_one_job(served: Served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    body = {"type": "greet", "payload": {"name": "race"}}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=served.url, timeout=30) as client:
+            return client.post("/jobs", json=body, headers={"Idempotency-Key": "race-1"})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(post, range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [202]
+    assert len({r.json()["id"] for r in responses}) == 1
