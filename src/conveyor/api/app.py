@@ -34,7 +34,7 @@ def create_app(conveyor_app: Conveyor, *, require_auth: bool | None = None) -> F
         title="Conveyor",
         version=_version(),
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI would load its scripts from a CDN; /openapi.json suffices
         redoc_url=None,
     )
     api.state.conveyor = conveyor_app

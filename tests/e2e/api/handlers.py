@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 import conveyor
+from conveyor.core.errors import RateLimited
 
 
 class Greet(BaseModel):
@@ -47,6 +48,23 @@ def boom(payload: Nothing, ctx: conveyor.JobContext) -> None:
     raise conveyor.PermanentError("boom")
 
 
+class Throttled(BaseModel):
+    """Refuses every submission as over its tenant's rate, the way a limiter does (pydantic
+    lets exceptions other than ValueError through, so the engine's error reaches the API)."""
+
+    tenant: str = "t"
+
+    @field_validator("tenant")
+    @classmethod
+    def _over_rate(cls, value: str) -> str:
+        raise RateLimited(f"tenant {value!r} is over its submission rate", retry_after=2.5)
+
+
+@conveyor.handler("throttled", payload=Throttled)
+def throttled(payload: Throttled, ctx: conveyor.JobContext) -> None:
+    """Never runs: every submission is refused."""
+
+
 @conveyor.hookimpl
 def conveyor_handlers() -> list[Any]:
-    return [greet, hold, boom]
+    return [greet, hold, boom, throttled]

@@ -145,7 +145,7 @@ def test_handlers_describe_each_job_type(served: Served) -> None:
     response = served.client.get("/handlers")
     assert response.status_code == 200
     described = {h["type"]: h for h in response.json()}
-    assert set(described) == {"greet", "hold", "boom"}
+    assert set(described) == {"greet", "hold", "boom", "throttled"}
     greet = described["greet"]
     assert greet["description"] == "Greets someone; the result says whom."
     assert greet["queue"] == "default"

@@ -238,3 +238,14 @@ def test_concurrent_repeats_of_one_key_make_one_job(served: Served) -> None:
         responses = list(pool.map(post, range(8)))
     assert sorted(r.status_code for r in responses) == [200] * 7 + [202]
     assert len({r.json()["id"] for r in responses}) == 1
+
+
+def test_a_tenant_over_its_rate_gets_429_with_retry_after(served: Served) -> None:
+    response = served.client.post(
+        "/jobs", json={"type": "throttled", "payload": {"tenant": "acme"}}
+    )
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    error = response.json()["error"]
+    assert error["code"] == "rate_limited"
+    assert error["details"] == {"retry_after": 2.5}
