@@ -52,6 +52,12 @@ BLOCK_SLICE = 2.0
 #: A popped id the fence refused although the job is still claimable (locked by a concurrent
 #: claim, or due by this host's clock but not yet by the database's) comes back this late.
 REFUSED_BACKOFF = 0.5
+#: Socket timeout of announcements (the push after a submit commits, and requeues): a slow or
+#: paused Redis must not hold a committed submit up; the reconciler pushes what times out.
+ANNOUNCE_TIMEOUT = 0.5
+#: After an announcement failed, later ones skip Redis this long (each would wait out the
+#: timeout again) and are left to the reconciler.
+ANNOUNCE_HOLD_OFF = 1.0
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -115,6 +121,12 @@ class RedisBroker(Broker):
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        self._announcer: redis.Redis = redis.Redis.from_url(
+            client_url,
+            decode_responses=True,
+            socket_timeout=ANNOUNCE_TIMEOUT,
+            socket_connect_timeout=ANNOUNCE_TIMEOUT,
+        )
         source = resources.files("conveyor.core.brokers").joinpath("fetch.lua").read_text()
         self._fetch_script = self.redis.register_script(source)
         # Ids a blocking pop took during `wait`; the next fetch claims them first.
@@ -122,6 +134,7 @@ class RedisBroker(Broker):
         self._stash_lock = threading.Lock()
         self._next_due: dict[tuple[str, ...], float | None] = {}
         self._push_failing = False
+        self._announce_after = 0.0  # time.monotonic() before which announcements skip Redis
 
     @cached_property
     def reconciler(self) -> Reconciler:
@@ -200,18 +213,23 @@ class RedisBroker(Broker):
     def _announce(self, ready: Sequence[Ready]) -> None:
         # The jobs are committed: a failure here must not look like a failed submit. The
         # reconciler pushes whatever does not arrive now.
+        if self._push_failing and time.monotonic() < self._announce_after:
+            return
         try:
-            self.push(ready)
+            self.push(ready, client=self._announcer)
         except RedisError as exc:
             if not self._push_failing:
                 log.warning("Redis unreachable, dispatch waits for the reconciler: %s", exc)
             self._push_failing = True
+            self._announce_after = time.monotonic() + ANNOUNCE_HOLD_OFF
             return
         if self._push_failing:
             log.info("Redis reachable again")
             self._push_failing = False
 
-    def push(self, jobs: Iterable[Ready], now: float | None = None) -> int:
+    def push(
+        self, jobs: Iterable[Ready], now: float | None = None, client: redis.Redis | None = None
+    ) -> int:
         """Make jobs known to Redis: due ones ready, future ones delayed. Idempotent; returns
         how many were not there before."""
         now = time.time() if now is None else now
@@ -225,7 +243,7 @@ class RedisBroker(Broker):
                 groups.setdefault(key, {})[f"{job.priority}|{job.id}"] = job.run_at
         if not groups:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = (client or self.redis).pipeline(transaction=False)
         for (name, ready), members in groups.items():
             items = list(members.items())
             for start in range(0, len(items), PUSH_CHUNK):
@@ -319,3 +337,4 @@ class RedisBroker(Broker):
         if stash:
             self._put_back(stash)
         self.redis.close()
+        self._announcer.close()
