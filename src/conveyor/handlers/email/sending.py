@@ -93,6 +93,8 @@ def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
     def deliver(session: Session, recipient: Address) -> None:
         # Runs on the connection's own thread: the key is only ever started while its send
         # proceeds, so a dead worker leaves at most one uncertain key per connection.
+        if ctx.cancelled:  # while this delivery waited for the connection
+            raise JobCancelled(f"cancelled before sending to {recipient.addr_spec}")
         key = ledger_key(scope, recipient_key(recipient))
         with ctx.once(key, on_uncertain=payload.on_uncertain) as first:
             if first:
@@ -101,8 +103,6 @@ def send_email(payload: SendEmail, ctx: JobContext) -> dict[str, Any]:
                 skipped.append(recipient.addr_spec)
 
     for recipient in recipients:
-        if ctx.cancelled:
-            raise JobCancelled(f"cancelled before sending to {recipient.addr_spec}")
         try:
             transport.run(partial(deliver, recipient=recipient))
         except RecipientRefused as exc:
