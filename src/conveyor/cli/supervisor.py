@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.supervisor")
 
 SCALE_EVERY_SECONDS = 5.0
+SUPERVISOR_ONLY = ("--processes", "--autoscale", "--metrics-port", "--metrics-host")
 
 
 @dataclass
@@ -52,10 +53,12 @@ def _child_argv(argv: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg in ("--processes", "--autoscale"):
+        # Children share one command line, so they cannot share one metrics port either:
+        # with several processes, scrape the API's /metrics instead.
+        if arg in SUPERVISOR_ONLY:
             skip = True
             continue
-        if arg.startswith(("--processes=", "--autoscale=")):
+        if arg.startswith(tuple(f"{option}=" for option in SUPERVISOR_ONLY)):
             continue
         out.append(arg)
     return [sys.executable, "-m", "conveyor", *out]

@@ -44,6 +44,10 @@ def worker(
     grace_seconds: float = typer.Option(
         30.0, "--grace-seconds", min=0, help="On SIGTERM, how long running jobs may finish."
     ),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="Serve this worker's Prometheus metrics."
+    ),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host"),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run jobs."""
@@ -59,6 +63,10 @@ def worker(
         code = supervise(sys.argv, bounds, get_app(ctx), queues)
         raise typer.Exit(code)
     app = get_app(ctx)
+    if metrics_port:
+        from conveyor.metrics import serve_metrics
+
+        serve_metrics(app, metrics_port, metrics_host)
     run_worker(
         app,
         queues,

@@ -19,6 +19,7 @@ import orjson
 from conveyor.core.brokers.base import Ready
 from conveyor.core.context import JobContext
 from conveyor.core.jobs import Status
+from conveyor.core.limits import limiter_for
 from conveyor.core.reaper import Reaper
 from conveyor.core.runner import run_attempt
 from conveyor.core.store import ClaimedJob, Completion
@@ -73,6 +74,8 @@ class Worker:
         self._io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
         self._hooks = app.plugins.has_lifecycle_hooks()
+        # None without configured limits: then admission costs nothing per job.
+        self._limiter = limiter_for(app)
 
     def _default_queues(self) -> list[str]:
         return sorted({h.queue for h in self.app.registry}) or ["default"]
@@ -112,6 +115,8 @@ class Worker:
         ]
         try:
             await self._io_call(self._register)
+            # Honour pauses from the first claim, not from the first heartbeat.
+            self.paused = await self._io_call(self.app.store.paused_queues)
             await self._claim_loop()
             self.app.plugins.worker_stopping(self)
             await self._drain()
@@ -159,6 +164,8 @@ class Worker:
                 continue
             if claimed:
                 idle_since = None
+                if self._limiter is not None:
+                    claimed = await self._admit(claimed)
                 for job in claimed:
                     self._start(job)
                 continue
@@ -197,6 +204,31 @@ class Worker:
             return False
         due = await self._io_call(self.app.store.seconds_until_due, self.queues)
         return due is None or due > 0.05
+
+    async def _admit(self, claimed: list[ClaimedJob]) -> list[ClaimedJob]:
+        """The claimed jobs the limits let start now. The others are deferred: the lease goes
+        back as `scheduled` at the limiter's wait, the attempt uncounted, no execution row."""
+        assert self._limiter is not None
+        deferred = await self._io_call(
+            self._limiter.admit, claimed, self.settings.lease_seconds, time.monotonic()
+        )
+        if not deferred:
+            return claimed
+        held_back = {job.id for job, _ in deferred}
+        for job, wait in deferred:
+            self._unflushed[job.id] = job
+            self._completions.append(
+                Completion(
+                    id=job.id,
+                    lease_token=job.lease_token,
+                    status=Status.SCHEDULED.value,
+                    outcome=None,
+                    attempt_delta=-1,
+                    delay=wait,
+                )
+            )
+        self._flush_wanted.set()
+        return [job for job in claimed if job.id not in held_back]
 
     def _start(self, job: ClaimedJob) -> None:
         ctx = JobContext(self.app, job, self.id)
@@ -247,10 +279,22 @@ class Worker:
                     return
                 continue
             requeued = self._requeued(batch, fenced, released)
+            if self._limiter is not None:
+                await self._ended(batch)
             for completion in batch:
                 self._unflushed.pop(completion.id, None)
             if requeued:
                 await self._announce(requeued)
+
+    async def _ended(self, batch: list[Completion]) -> None:
+        """Give the limiter back the slots of jobs that ended; tell it of upstream 429s."""
+        assert self._limiter is not None
+        ended = [(self._unflushed[c.id], c) for c in batch if c.id in self._unflushed]
+        try:
+            await self._io_call(self._limiter.finished, ended, time.monotonic())
+        except Exception as exc:
+            # Their slots free themselves when their leases run out.
+            log.warning("releasing limit slots failed: %s", _first_line(exc))
 
     def _requeued(
         self, batch: list[Completion], fenced: list[str], released: list[Any]
@@ -310,6 +354,10 @@ class Worker:
         still_held, cancel_requested = await self._io_call(
             self.app.store.extend_leases, held, self.settings.lease_seconds
         )
+        if self._limiter is not None and self._limiter.holding:
+            await self._io_call(
+                self._limiter.refresh, list(still_held), self.settings.lease_seconds
+            )
         for job_id, _, _ in held:
             entry = self._running.get(job_id)
             if entry is None:
@@ -361,6 +409,8 @@ class Worker:
             self._completions = [c for c in self._completions if c.id not in dict(held)]
             await self._flush()
             await self._io_call(self.app.store.release, held)
+            if self._limiter is not None:
+                await self._io_call(self._limiter.release, list(dict(held)), time.monotonic())
             now = time.time()
             await self._announce([Ready(j.id, j.queue, j.priority, now) for j, _, _ in leftovers])
             log.info("released %d unfinished job(s) without counting the attempt", len(held))
