@@ -31,4 +31,5 @@ class Reaper:
             if ready:
                 jobs = self.app.store.get_many(ready)
                 self.app.broker.dispatched(ready, {j.queue for j in jobs})
+            self.app.broker.worker_lost()
         return len(rescued)

@@ -137,6 +137,10 @@ class Reconciler:
             log.info("reconcile: pushed %d committed job(s) Redis did not know", restored)
         return restored
 
+    def request_full_pass(self) -> None:
+        """Make the next reconcile (by any worker) a full pass instead of a sweep."""
+        self.broker.redis.delete(self.broker.keys.reconcile_full)
+
     def rebuild(self) -> int:
         """Push every claimable job; returns how many Redis did not have."""
         return self._push(claimable_pages(self.store))

@@ -62,6 +62,11 @@ class Broker(ABC):
         """Rebuild the broker's view from the database; returns how many ids it restored."""
         return 0
 
+    def worker_lost(self) -> None:
+        """A worker died or froze (the reaper rescued its jobs). Ids it had taken from the
+        broker but not claimed yet are nowhere but in the database: a broker that hands ids
+        out should look for them at its next reconcile."""
+
     def close(self) -> None:
         """Release connections."""
 

@@ -303,6 +303,14 @@ class RedisBroker(Broker):
     def reconcile(self) -> int:
         return self.reconciler.run_once()
 
+    def worker_lost(self) -> None:
+        # A worker killed between fetch.lua's pop and its claim took ids nobody will claim;
+        # their run_at is too old for the sweep, so only a full pass finds them.
+        try:
+            self.reconciler.request_full_pass()
+        except RedisError as exc:  # the periodic full pass still comes
+            log.info("could not ask for a full reconcile: %s", exc)
+
     def warn_if_evicting(self) -> None:
         """Log a warning when Redis's eviction policy could drop dispatch keys."""
         try:
