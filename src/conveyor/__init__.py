@@ -15,6 +15,7 @@ from conveyor.core.errors import (
     PermanentError,
     RetryableError,
     SubmitError,
+    Throttled,
     UnknownJobType,
 )
 from conveyor.core.hookspecs import hookimpl
@@ -35,6 +36,7 @@ __all__ = [
     "RetryableError",
     "Status",
     "SubmitError",
+    "Throttled",
     "UnknownJobType",
     "handler",
     "hookimpl",

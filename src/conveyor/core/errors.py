@@ -89,11 +89,33 @@ class JobError(ConveyorError):
 
 
 class RetryableError(JobError):
-    """The attempt failed but another may succeed; `retry_after` (seconds) overrides backoff."""
+    """The attempt failed but another may succeed; `retry_after` (seconds) overrides backoff.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `throttled=True` says an upstream provider answered "too many requests" (HTTP 429): the
+    job is snoozed without using an attempt, and repeated 429s slow its type down for every
+    worker (docs/limits.md). `provider` names who throttled, for the error log."""
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        throttled: bool = False,
+        provider: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.throttled = throttled
+        self.provider = provider
+
+
+class Throttled(RetryableError):
+    """An upstream provider said "too many requests" (HTTP 429): snooze, don't count it."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, provider: str | None = None
+    ) -> None:
+        super().__init__(message, retry_after, throttled=True, provider=provider)
 
 
 class PermanentError(JobError):

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from conveyor.core.errors import InvalidPayload, PluginError, UnknownJobType
+from conveyor.core.errors import ConfigurationError, InvalidPayload, PluginError, UnknownJobType
 from conveyor.core.jobs import Priority
+from conveyor.core.limits import parse_rate
 
 #: Options a handler may declare; anything else fails at registration (dramatiq's actor_options).
 HANDLER_OPTIONS = frozenset(
@@ -112,6 +113,14 @@ def handler(type_: str, **options: Any) -> Callable[[Callable[..., Any]], Handle
     max_attempts = options.get("max_attempts", 5)
     if not isinstance(max_attempts, int) or max_attempts < 1:
         raise PluginError(f"handler {type_!r}: max_attempts must be a positive integer")
+    if options.get("rate_limit") is not None:
+        try:
+            parse_rate(options["rate_limit"])
+        except ConfigurationError as exc:
+            raise PluginError(f"handler {type_!r}: {exc}") from None
+    slots = options.get("tenant_concurrency")
+    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
+        raise PluginError(f"handler {type_!r}: tenant_concurrency must be a positive integer")
 
     def wrap(func: Callable[..., Any]) -> Handler:
         return Handler(type=type_, func=func, **options)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from conveyor.core.context import JobContext
 from conveyor.core.errors import JobCancelled, JobTimeout, PermanentError, UnknownJobType
 from conveyor.core.jobs import Outcome, Status
+from conveyor.core.limits import is_throttle
 from conveyor.core.retry import classify
 from conveyor.core.store import ClaimedJob, Completion
 
@@ -126,6 +127,22 @@ def _failure(
         if timed_out
         else (Outcome.RETRYABLE_ERROR if verdict.retryable else Outcome.PERMANENT_ERROR)
     )
+    if verdict.retryable and not timed_out and is_throttle(exc):
+        # The provider refused to serve, the job did not fail: snooze it without using an
+        # attempt, but log the execution so the audit trail shows every 429.
+        provider = getattr(exc, "provider", None)
+        return _completion(
+            claimed,
+            ctx,
+            started,
+            Status.RETRYING,
+            Outcome.RETRYABLE_ERROR,
+            error=f"{error} (provider {provider})" if provider else error,
+            error_type=type(exc).__name__,
+            delay=app.retry_policy.delay(claimed.attempts, verdict.retry_after),
+            attempt_delta=-1,
+            throttled=True,
+        )
     if verdict.retryable and claimed.attempts < claimed.max_attempts:
         delay = app.retry_policy.delay(claimed.attempts, verdict.retry_after)
         return _completion(

@@ -42,6 +42,13 @@ class Settings:
     poll_seconds: float = 1.0
     #: How often workers rebuild the Redis broker's view from the database.
     reconcile_seconds: float = 5.0
+    #: Starts per tenant at most: "100/s" for every tenant, "100/s,acme=500/s" with overrides
+    #: (core/limits.py). Unset: no tenant rate limit.
+    tenant_rate_limit: str | None = None
+    #: Running jobs per tenant at most: "5", or "5,acme=20" with overrides. Unset: no limit.
+    tenant_concurrency: str | int | None = None
+    #: A job type slowed down by upstream 429s gets its rate back doubling every this long.
+    throttle_recovery_seconds: float = 60.0
     #: Plugin modules named in CONVEYOR_PLUGINS.
     plugins: tuple[str, ...] = field(default_factory=tuple)
 
@@ -70,6 +77,11 @@ class Settings:
             ),
             poll_seconds=_env_float("CONVEYOR_POLL_SECONDS", cls.poll_seconds),
             reconcile_seconds=_env_float("CONVEYOR_RECONCILE_SECONDS", cls.reconcile_seconds),
+            tenant_rate_limit=env("CONVEYOR_TENANT_RATE_LIMIT") or None,
+            tenant_concurrency=env("CONVEYOR_TENANT_CONCURRENCY") or None,
+            throttle_recovery_seconds=_env_float(
+                "CONVEYOR_THROTTLE_RECOVERY_SECONDS", cls.throttle_recovery_seconds
+            ),
             plugins=plugins,
         )
         known = {f.name for f in fields(cls)}

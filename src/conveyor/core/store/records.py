@@ -56,7 +56,8 @@ class Completion:
     """How an attempt ended, to be written (fenced) with its execution row.
 
     `attempt_delta` is -1 when the attempt must not count (graceful release, a deferral by a
-    limit); `outcome` None writes no execution row.
+    limit, an upstream 429); `outcome` None writes no execution row. `throttled` marks an
+    attempt an upstream provider refused with 429 (the limiter slows its type down).
     """
 
     id: str
@@ -71,6 +72,7 @@ class Completion:
     started_at: float | None = None
     duration_ms: float | None = None
     progress: str | None = None
+    throttled: bool = False
 
 
 def _dt(value: float | None) -> datetime | None:

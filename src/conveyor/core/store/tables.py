@@ -194,3 +194,13 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
 )
+
+# Limiter state when the database dispatches (core/admission.py): one row per rate window, slot
+# pacing or 429 factor, its state as JSON. Rows are locked while a batch is admitted.
+limit_state = Table(
+    "limit_state",
+    metadata,
+    Column("key", String(500), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
