@@ -1,0 +1,1 @@
+"""An example Conveyor plugin: the `greet` job type."""
