@@ -236,12 +236,16 @@ class Limiter(ABC):
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
 
+    def requests(self, jobs: Sequence[ClaimedJob]) -> list[Request]:
+        """The jobs among `jobs` that some limit applies to (no I/O: jobs no limit concerns
+        cost the worker no call)."""
+        return self.policy.requests(jobs)
+
     def admit(
-        self, jobs: Sequence[ClaimedJob], lease_seconds: float, clock: float
+        self, requests: Sequence[Request], lease_seconds: float, clock: float
     ) -> list[tuple[ClaimedJob, float]]:
         """Take slots for the jobs that may start now; returns the others with their waits.
         `clock` is the caller's monotonic time (for measuring how long slots are held)."""
-        requests = self.policy.requests(jobs)
         if not requests:
             return []
         try:
@@ -264,6 +268,10 @@ class Limiter(ABC):
                 elif request.checks.slots:
                     self._held[request.job.id] = Held(request.member, request.checks.slots, clock)
         return deferred
+
+    def concerns(self, job: ClaimedJob, completion: Completion) -> bool:
+        """Whether `finished` has anything to do for this ended job (no I/O)."""
+        return job.id in self._held or (completion.throttled and job.type in self.policy.type_rates)
 
     def finished(self, ended: Sequence[tuple[ClaimedJob, Completion]], clock: float) -> None:
         """Give back the slots of jobs that ended, and slow types whose provider said 429."""

@@ -209,8 +209,11 @@ class Worker:
         """The claimed jobs the limits let start now. The others are deferred: the lease goes
         back as `scheduled` at the limiter's wait, the attempt uncounted, no execution row."""
         assert self._limiter is not None
+        requests = self._limiter.requests(claimed)
+        if not requests:
+            return claimed
         deferred = await self._io_call(
-            self._limiter.admit, claimed, self.settings.lease_seconds, time.monotonic()
+            self._limiter.admit, requests, self.settings.lease_seconds, time.monotonic()
         )
         if not deferred:
             return claimed
@@ -288,10 +291,17 @@ class Worker:
 
     async def _ended(self, batch: list[Completion]) -> None:
         """Give the limiter back the slots of jobs that ended; tell it of upstream 429s."""
-        assert self._limiter is not None
-        ended = [(self._unflushed[c.id], c) for c in batch if c.id in self._unflushed]
+        limiter = self._limiter
+        assert limiter is not None
+        ended = [
+            (job, c)
+            for c in batch
+            if (job := self._unflushed.get(c.id)) is not None and limiter.concerns(job, c)
+        ]
+        if not ended:
+            return
         try:
-            await self._io_call(self._limiter.finished, ended, time.monotonic())
+            await self._io_call(limiter.finished, ended, time.monotonic())
         except Exception as exc:
             # Their slots free themselves when their leases run out.
             log.warning("releasing limit slots failed: %s", _first_line(exc))
