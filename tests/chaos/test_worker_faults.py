@@ -188,7 +188,12 @@ def test_a_thousand_jobs_across_four_worker_processes_have_each_effect_once(chao
     )
     ids = {job.id for job in submitted}
     started = time.monotonic()
-    workers = [chaos.procs.worker("--burst", "--concurrency", "8") for _ in range(4)]
+    # No fault here, so a lease long enough that no stall on this busy 2-core machine can
+    # expire it: any second attempt would then mean two workers claimed the same job.
+    env = {**chaos.procs.env, "CONVEYOR_LEASE_SECONDS": "15", "CONVEYOR_HEARTBEAT_SECONDS": "1"}
+    workers = [
+        chaos.procs.conveyor("worker", "--burst", "--concurrency", "8", env=env) for _ in range(4)
+    ]
     for worker in workers:
         assert exit_code(chaos, worker, 50) == 0
     elapsed = time.monotonic() - started
@@ -206,7 +211,7 @@ def test_a_thousand_jobs_across_four_worker_processes_have_each_effect_once(chao
             ).all()
         )
     assert counts == {"succeeded": count}
-    assert attempts == {1}
+    assert attempts == {1}, retried_report(chaos)
     ledger = chaos.app.store.effects_of(sorted(ids))
     assert len(ledger) == count
     assert {r["state"] for r in ledger} == {"done"}
@@ -219,6 +224,16 @@ def test_a_thousand_jobs_across_four_worker_processes_have_each_effect_once(chao
         f"\n{count} jobs, 4 processes: {elapsed:.1f} s wall (incl. start-up); per worker "
         f"{sorted(by_worker.values(), reverse=True)}"
     )
+
+
+def retried_report(chaos: Any) -> str:
+    with chaos.app.store.engine.connect() as conn:
+        ids = conn.execute(select(jobs_table.c.id).where(jobs_table.c.attempts > 1)).scalars()
+        jobs = [chaos.app.get(job_id) for job_id in ids]
+    lines = [
+        f"{j.id}: {[(e.attempt, e.outcome, e.worker, e.error) for e in j.executions]}" for j in jobs
+    ]
+    return "\n".join(lines) + "\n" + chaos.procs.all_logs()
 
 
 def test_a_poison_pill_ends_dead_after_the_crash_cap_and_workers_keep_going(chaos):
