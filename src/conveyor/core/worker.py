@@ -428,11 +428,24 @@ class Worker:
     # --- helpers -------------------------------------------------------------------------
 
     async def _periodic(self, func: Callable[[], Any], every: float) -> None:
+        failing = False
+        name = getattr(func, "__qualname__", func)
         while True:
             try:
                 await self._io_call(func)
             except Exception as exc:
-                log.warning("%s failed: %s", getattr(func, "__qualname__", func), _first_line(exc))
+                # Say it once per outage, not every interval while the database is away.
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "%s failed: %s",
+                    name,
+                    _first_line(exc),
+                )
+                failing = True
+            else:
+                if failing:
+                    log.info("%s works again", name)
+                failing = False
             await asyncio.sleep(every)
 
     async def _sleep(self, seconds: float) -> None:
