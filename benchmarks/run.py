@@ -20,8 +20,10 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "logs").mkdir(exist_ok=True)
     started = dt.datetime.now(dt.UTC)
+    snapshot = snapshot_source()
+    args.conveyor_path = str(snapshot)
+    try:
+        return measure(args, chosen, repeats, started)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def measure(
+    args: argparse.Namespace, chosen: list[System], repeats: int, started: dt.datetime
+) -> int:
     header = describe(args, repeats)
     say(header)
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in chosen}
@@ -171,13 +184,17 @@ def run_phase(
             ]
             if system.redis_broker:
                 argv += ["--broker-url", str(space.redis_url)]
+        env = clean_env()
+        if not system.is_peer:
+            # Every phase imports the same Conveyor: the copy of src/ taken at start.
+            env["PYTHONPATH"] = args.conveyor_path
         proc = subprocess.Popen(
             argv + common,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=ROOT,
             text=True,
-            env=clean_env(),
+            env=env,
         )
         try:
             out, err = proc.communicate(timeout=args.timeout + 120)
@@ -201,6 +218,32 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
 
 
+def snapshot_source() -> Path:
+    """Copy src/ once, so that commits landing during a long run do not change what is
+    measured halfway (the copy is the working tree as it was at start)."""
+    target = Path(tempfile.mkdtemp(prefix="bench_src_"))
+    shutil.copytree(
+        ROOT / "src" / "conveyor",
+        target / "conveyor",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return target
+
+
+def code_version() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def ensure_peers() -> None:
     wanted = [sysmod.PEERS_VENV, sysmod.ARQ_VENV]
     if all((venv / "bin" / "python").exists() for venv in wanted):
@@ -220,7 +263,8 @@ def describe(args: argparse.Namespace, repeats: int) -> str:
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores; "
         f"Python {platform.python_version()}; PostgreSQL {versions['postgresql']}, "
         f"Redis {versions['redis']} on 127.0.0.1; load average at start "
-        f"{load[0]:.2f}; medians of {repeats} run(s)."
+        f"{load[0]:.2f}; medians of {repeats} run(s); Conveyor at {code_version()} "
+        f"(src/ as it was at start)."
     )
 
 
