@@ -74,7 +74,6 @@ def process_cpu(pid: int) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    print(f"  [cpu user {int(fields[11])} sys {int(fields[12])} ticks]", file=sys.stderr) if os.environ.get("BENCH_CPU_DEBUG") else None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
