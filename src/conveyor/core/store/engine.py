@@ -33,7 +33,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             url,
             pool_size=pool_size,
             max_overflow=pool_size * 2,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per transaction. A connection that died
+            # with the server fails its next statement, which invalidates the pool; callers
+            # retry (workers) or get StoreUnavailable (submits, after one retry).
             pool_recycle=300,
         )
     raise ConfigurationError(

@@ -83,6 +83,9 @@ class LeaseStore:
     def _complete_pg(
         self, conn: Connection, completions: Sequence[Completion]
     ) -> list[tuple[str, str, bool]]:
+        # Rows are locked in id order here and in heartbeats: two writers on the same jobs
+        # then queue behind each other instead of deadlocking.
+        completions = sorted(completions, key=lambda c: c.id)
         params = {
             "ids": [c.id for c in completions],
             "tokens": [c.lease_token for c in completions],
@@ -192,6 +195,7 @@ class LeaseStore:
         """Extend (id, token, progress) leases; returns (still held ids, cancel-requested ids)."""
         if not held:
             return set(), set()
+        held = sorted(held)  # the lock order completions use
         with self.engine.begin() as conn:
             if self.is_postgres:
                 rows = conn.execute(

@@ -70,8 +70,15 @@ class Store(LeaseStore, AdminStore):
         try:
             if connection is not None:
                 return self._insert(connection, specs, batch)
-            with self.engine.begin() as conn:
-                return self._insert(conn, specs, batch)
+            try:
+                with self.engine.begin() as conn:
+                    return self._insert(conn, specs, batch)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection outlived a database restart; the pool is fresh now.
+                with self.engine.begin() as conn:
+                    return self._insert(conn, specs, batch)
         except OperationalError as exc:
             raise StoreUnavailable(
                 f"job not submitted, the database is unreachable: {_reason(exc)}"
