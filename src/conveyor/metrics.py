@@ -124,7 +124,8 @@ class QueueCollector:
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("conveyor_store_up", "1 when the store answered this scrape.")
         try:
-            stats = self.app.store.queue_stats()
+            # Queues that handlers serve are exported at zero too.
+            stats = self.app.store.queue_stats(always={h.queue for h in self.app.registry})
             workers = self.app.store.live_workers(LIVE_WORKER_SECONDS)
         except Exception as exc:
             log.warning("metrics scrape could not read the store: %s", exc)
@@ -133,10 +134,6 @@ class QueueCollector:
             return
         up.add_metric([], 1)
         yield up
-        # Queues that handlers serve are exported at zero too: an autoscaler must see a
-        # series that drops to 0, not one that disappears.
-        for handler in self.app.registry:
-            stats.setdefault(handler.queue, _empty_stats())
         yield from _queue_families(stats)
         live = GaugeMetricFamily("conveyor_workers_live", "Workers with a recent heartbeat.")
         live.add_metric([], len(workers))
@@ -188,19 +185,6 @@ def _queue_families(stats: dict[str, dict[str, Any]]) -> Iterator[Metric]:
     yield from families.values()
     yield paused
     yield oldest
-
-
-def _empty_stats() -> dict[str, Any]:
-    return {
-        "ready": dict.fromkeys(PRIORITIES, 0),
-        "depth": 0,
-        "scheduled": 0,
-        "running": 0,
-        "waiting": 0,
-        "dead": 0,
-        "paused": False,
-        "oldest_wait_seconds": 0.0,
-    }
 
 
 class Metrics:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Path, Query
 
 from conveyor.api import schemas
@@ -32,9 +30,7 @@ def list_queues(
     """Per queue name: ready jobs per priority (`ready`, summed in `depth`), scheduled,
     running, waiting, dead, paused, and how long the oldest ready job has waited. Queues that
     a handler serves appear even when empty. The same shape as `conveyor queues --json`."""
-    stats = app.store.queue_stats()
-    for handler in app.registry:
-        stats.setdefault(handler.queue, _empty())
+    stats = app.store.queue_stats(always={handler.queue for handler in app.registry})
     return JSONBody(dict(sorted(stats.items())))
 
 
@@ -80,16 +76,3 @@ def list_workers(
     """Workers whose last heartbeat is younger than `within` seconds: host, pid, queues,
     concurrency, running jobs, started_at and heartbeat_at (epoch seconds)."""
     return JSONBody(app.store.live_workers(within))
-
-
-def _empty() -> dict[str, Any]:
-    return {
-        "ready": {"high": 0, "medium": 0, "low": 0},
-        "depth": 0,
-        "scheduled": 0,
-        "running": 0,
-        "waiting": 0,
-        "dead": 0,
-        "paused": False,
-        "oldest_wait_seconds": 0.0,
-    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, case, delete, func, select, update
@@ -121,8 +121,11 @@ class AdminStore:
         with self.engine.connect() as conn:
             return set(conn.execute(select(queues.c.name).where(queues.c.paused)).scalars())
 
-    def queue_stats(self) -> dict[str, dict[str, Any]]:
-        """Per queue: ready depth per priority, scheduled, running, retrying, dead, paused."""
+    def queue_stats(self, always: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """Per queue: ready depth per priority, scheduled, running, retrying, dead, paused.
+
+        Queues named in `always` appear even when empty (an autoscaler must see a series
+        drop to zero, not vanish)."""
         stats: dict[str, dict[str, Any]] = {}
         now = time.time()
         live = [s.value for s in Status if s not in TERMINAL] + [Status.DEAD.value]
@@ -155,6 +158,8 @@ class AdminStore:
                 entry[status] += count
         for name in paused:
             stats.setdefault(name, _empty_queue_stats(True))
+        for name in always:
+            stats.setdefault(name, _empty_queue_stats(False))
         return stats
 
 
