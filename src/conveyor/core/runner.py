@@ -73,33 +73,31 @@ async def run_attempt(
             raise
         if ctx.cancel_reason == "user":
             # The handler saw the cancellation and stopped early: the job is cancelled.
-            return _completion(
-                claimed,
-                ctx,
-                started,
-                Status.CANCELLED,
-                Outcome.CANCELLED,
-                error="cancelled while running",
-                error_type="JobCancelled",
-            )
+            return _cancelled(claimed, ctx, started, "cancelled while running", "JobCancelled")
         result = _encode_result(value, ctx.uncertain_effects)
         return _completion(
             claimed, ctx, started, Status.SUCCEEDED, Outcome.SUCCEEDED, result=result
         )
     except JobCancelled as exc:
-        return _completion(
-            claimed,
-            ctx,
-            started,
-            Status.CANCELLED,
-            Outcome.CANCELLED,
-            error=_error_text(exc),
-            error_type=type(exc).__name__,
-        )
+        return _cancelled(claimed, ctx, started, _error_text(exc), type(exc).__name__)
     except UnknownJobType as exc:
         return _failure(app, claimed, ctx, started, PermanentError(exc.message), timed_out)
     except Exception as exc:
         return _failure(app, claimed, ctx, started, exc, timed_out)
+
+
+def _cancelled(
+    claimed: ClaimedJob, ctx: JobContext, started: float, error: str, error_type: str
+) -> Completion:
+    return _completion(
+        claimed,
+        ctx,
+        started,
+        Status.CANCELLED,
+        Outcome.CANCELLED,
+        error=error,
+        error_type=error_type,
+    )
 
 
 def _failure(
@@ -110,18 +108,10 @@ def _failure(
     exc: BaseException,
     timed_out: bool,
 ) -> Completion:
-    verdict = classify(exc, lambda e: app.plugins.classify_error(e, claimed))
     error = _error_text(exc)
     if ctx.cancel_reason == "user":
-        return _completion(
-            claimed,
-            ctx,
-            started,
-            Status.CANCELLED,
-            Outcome.CANCELLED,
-            error=error,
-            error_type=type(exc).__name__,
-        )
+        return _cancelled(claimed, ctx, started, error, type(exc).__name__)
+    verdict = classify(exc, lambda e: app.plugins.classify_error(e, claimed))
     outcome = (
         Outcome.TIMEOUT
         if timed_out
